@@ -1,0 +1,17 @@
+"""The two-layer network's training step, written once against the Python array API standard.
+
+Nothing here imports an array library: every function receives the namespace ``xp``
+(or, for data, a random generator) from its caller.
+"""
+from kernels.problem import array_elements, make_problem, step_flops
+from kernels.step import PIECES, Step, make_pieces, make_step
+
+__all__ = [
+    "PIECES",
+    "Step",
+    "array_elements",
+    "make_pieces",
+    "make_problem",
+    "make_step",
+    "step_flops",
+]

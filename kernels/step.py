@@ -1,0 +1,93 @@
+"""The training step: forward, squared loss, hand-derived gradients and the SGD update.
+
+u = x @ W ; h = relu(u) ; y = h @ S ; loss = sum((y - t)^2)
+grad_y = 2 (y - t) ; grad_S = h.T @ grad_y ; grad_h = grad_y @ S.T
+grad_u = where(u > 0, grad_h, 0) ; grad_W = x.T @ grad_u
+W -= lr grad_W ; S -= lr grad_S
+
+The step is built by ``make_step(xp)`` as closures over the namespace, using ``@`` and
+``.T`` only, so that Numba can compile it with plain numpy bound as ``xp``. Python
+scalars are avoided (``d + d`` rather than ``2 * d``) because Numba would promote
+float32 to float64; ``lr`` is passed in by the caller in the arrays' dtype.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+__all__ = ["PIECES", "Step", "make_pieces", "make_step"]
+
+#: Named pieces of the step a backend may replace by a faster equivalent.
+PIECES = ("forward", "loss_and_grad", "relu_backward", "sgd_update")
+
+
+def make_pieces(xp: Any) -> dict[str, Callable]:
+    """The reference pieces of the step, as closures over the namespace ``xp``."""
+
+    def forward(x, W, S):
+        u = x @ W
+        h = xp.maximum(u, xp.zeros_like(u))
+        y = h @ S
+        return u, h, y
+
+    def loss_and_grad(y, t):
+        d = y - t
+        return xp.sum(d * d), d + d
+
+    def relu_backward(u, grad_h):
+        return xp.where(u > 0, grad_h, xp.zeros_like(grad_h))
+
+    def sgd_update(P, grad, lr):
+        return P - lr * grad
+
+    return {
+        "forward": forward,
+        "loss_and_grad": loss_and_grad,
+        "relu_backward": relu_backward,
+        "sgd_update": sgd_update,
+    }
+
+
+class Step(NamedTuple):
+    """The step's two entry points: gradients alone, and one SGD training step."""
+
+    gradients: Callable  # (x, t, W, S) -> (loss, grad_W, grad_S)
+    train_step: Callable  # (x, t, W, S, lr) -> (W, S, loss); loss is before the update
+
+
+def _identity(f: Callable) -> Callable:
+    return f
+
+
+def make_step(xp: Any, *, jit: Callable = _identity, **replace: Callable) -> Step:
+    """Build the step for namespace ``xp``.
+
+    ``jit`` wraps each reference piece and the step functions (``numba.njit``, say).
+    ``replace`` maps piece names from ``PIECES`` to faster equivalents, used as given;
+    the sequence of the step stays the one written here.
+    """
+    unknown = set(replace) - set(PIECES)
+    if unknown:
+        raise ValueError(f"unknown step pieces {sorted(unknown)!r}; known: {PIECES!r}")
+    pieces = {name: jit(f) for name, f in make_pieces(xp).items() if name not in replace}
+    pieces.update(replace)
+    forward = pieces["forward"]
+    loss_and_grad = pieces["loss_and_grad"]
+    relu_backward = pieces["relu_backward"]
+    sgd_update = pieces["sgd_update"]
+
+    def gradients(x, t, W, S):
+        u, h, y = forward(x, W, S)
+        loss, grad_y = loss_and_grad(y, t)
+        grad_S = h.T @ grad_y
+        grad_h = grad_y @ S.T
+        grad_u = relu_backward(u, grad_h)
+        grad_W = x.T @ grad_u
+        return loss, grad_W, grad_S
+
+    gradients = jit(gradients)
+
+    def train_step(x, t, W, S, lr):
+        loss, grad_W, grad_S = gradients(x, t, W, S)
+        return sgd_update(W, grad_W, lr), sgd_update(S, grad_S, lr), loss
+
+    return Step(gradients, jit(train_step))

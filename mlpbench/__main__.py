@@ -1,0 +1,4 @@
+"""``python -m mlpbench``."""
+from mlpbench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""Flags shared by several commands, and their validators (each raises a one-line error)."""
+from __future__ import annotations
+
+import argparse
+import math
+
+import backends
+from mlpbench.errors import UsageError
+
+__all__ = [
+    "DTYPES", "add_threads", "comma_list", "dtype", "learning_rate", "non_negative_int",
+    "positive_float", "positive_int", "resolve_backend", "resolve_backends",
+]
+
+DTYPES = ("float32", "float64")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite positive number, got {text!r}")
+    return value
+
+
+def learning_rate(text: str) -> float:
+    try:
+        return positive_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"learning rate must be a finite positive number, got {text!r}") from None
+
+
+def dtype(text: str) -> str:
+    if text not in DTYPES:
+        raise argparse.ArgumentTypeError(
+            f"unsupported dtype {text!r}; choose from {', '.join(DTYPES)}")
+    return text
+
+
+def comma_list(item_type):
+    """A validator for comma-separated values, each checked by ``item_type``; duplicates dropped."""
+
+    def parse(text: str) -> list:
+        items = [part.strip() for part in text.split(",")]
+        if not all(items):
+            raise argparse.ArgumentTypeError(f"empty item in list {text!r}")
+        values = [item_type(item) for item in items]
+        return list(dict.fromkeys(values))
+
+    parse.__name__ = f"list of {getattr(item_type, '__name__', 'values')}"
+    return parse
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, metavar="N",
+        help="threads for BLAS and the backend's own pool (default: as the environment sets them)")
+
+
+def resolve_backend(name: str) -> backends.Backend:
+    """The backend ``name``, or a UsageError saying it is unknown or why it cannot run here."""
+    try:
+        backend = backends.get(name)
+    except backends.UnknownBackend as exc:
+        raise UsageError(str(exc)) from None
+    ok, why = backend.available()
+    if not ok:
+        raise UsageError(f"backend {name!r} is not available here: {why}")
+    return backend
+
+
+def resolve_backends(names: list[str] | None, *, default_all: bool = True) -> list[backends.Backend]:
+    """Named backends (each must be available), or every available one when ``names`` is empty."""
+    if not names or names == ["all"]:
+        return [backends.get(n) for n in backends.available()] if default_all else []
+    return [resolve_backend(n) for n in names]
