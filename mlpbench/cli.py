@@ -55,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mlpbench {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # an environment or library failure: one line, not a traceback
+        if args.debug:
+            raise
+        print(f"mlpbench {args.command}: error: {type(exc).__name__}: {exc} "
+              f"(rerun with --debug for the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import backends
 from mlpbench.errors import UsageError
 
 __all__ = [
-    "DTYPES", "add_threads", "comma_list", "dtype", "learning_rate", "non_negative_int",
+    "DTYPES", "add_threads", "comma_list", "dtype", "format_threads", "learning_rate", "non_negative_int",
     "positive_float", "positive_int", "resolve_backend", "resolve_backends",
 ]
 
@@ -78,6 +78,12 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=positive_int, default=None, metavar="N",
         help="threads for BLAS and the backend's own pool (default: as the environment sets them)")
+
+
+def format_threads(info: dict) -> str:
+    """Threads in effect, as ``blas 1, numba 1``."""
+    return ", ".join(f"{k} {','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                     for k, v in info.items()) or "unknown"
 
 
 def resolve_backend(name: str) -> backends.Backend:

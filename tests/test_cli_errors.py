@@ -1,0 +1,123 @@
+"""Bad input gets one clear line on stderr and exit status 2; a diverged run exits 1."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import backends
+from backends.base import Backend
+from mlpbench.cli import main
+
+
+def run_cli(capsys, *argv):
+    with pytest.raises(SystemExit) as exc:
+        code = main(list(argv))
+        raise SystemExit(code)
+    captured = capsys.readouterr()
+    return exc.value.code, captured.out, captured.err
+
+
+def assert_one_line_error(code, err, *fragments, status=2):
+    assert code == status, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+class _MissingBackend(Backend):
+    """A fake backend whose library is missing, for testing the harness's error path."""
+
+    name = "fake-missing"
+    library = "fake-missing-lib"
+    install_hint = "pip install 'mlpbench[fake]'"
+
+    def _import(self):
+        raise ImportError("No module named 'fake_missing_lib'")
+
+
+@pytest.fixture
+def missing_backend(monkeypatch):
+    monkeypatch.setitem(backends._REGISTRY, "fake-missing", "unused:Unused")
+    monkeypatch.setitem(backends._instances, "fake-missing", _MissingBackend())
+    return "fake-missing"
+
+
+@pytest.mark.parametrize("command", ["train", "check"])
+def test_unknown_backend_lists_the_known_ones(capsys, command):
+    code, _, err = run_cli(capsys, command, "--backend", "tensorflow")
+    assert_one_line_error(code, err, "unknown backend 'tensorflow'", "numpy", "array-api-strict")
+
+
+@pytest.mark.parametrize("command", ["train", "check"])
+def test_unavailable_backend_says_why_and_how_to_install(capsys, missing_backend, command):
+    code, _, err = run_cli(capsys, command, "--backend", missing_backend)
+    assert_one_line_error(code, err, "not available", "fake_missing_lib",
+                          "pip install 'mlpbench[fake]'")
+
+
+def test_a_real_unavailable_backend_in_a_real_process():
+    missing = [n for n in backends.names() if not backends.get(n).available()[0]]
+    if not missing:
+        pytest.skip("every backend is available on this machine: none to refuse")
+    proc = subprocess.run([sys.executable, "-m", "mlpbench", "train", "--backend", missing[0]],
+                          capture_output=True, text=True)
+    assert_one_line_error(proc.returncode, proc.stderr, f"backend {missing[0]!r} is not available")
+
+
+@pytest.mark.parametrize("flag", ["--batch-size", "--n-in", "--hidden", "--n-out", "--steps",
+                                  "--print-every", "--threads"])
+@pytest.mark.parametrize("value", ["0", "-3", "2.5", "many"])
+def test_non_positive_sizes_and_steps(capsys, flag, value):
+    code, _, err = run_cli(capsys, "train", flag, value)
+    assert_one_line_error(code, err, flag, "positive integer", repr(value))
+
+
+@pytest.mark.parametrize("value", ["float16", "int32", "bfloat16"])
+def test_unsupported_dtype(capsys, value):
+    code, _, err = run_cli(capsys, "train", "--dtype", value)
+    assert_one_line_error(code, err, "unsupported dtype", value, "float32, float64")
+
+
+@pytest.mark.parametrize("value", ["0", "-1e-3", "nan", "inf", "-inf", "fast"])
+def test_learning_rate_must_be_finite_and_positive(capsys, value):
+    code, _, err = run_cli(capsys, "train", f"--lr={value}")
+    assert_one_line_error(code, err, "--lr", "finite positive", repr(value))
+
+
+def test_a_problem_too_big_for_memory_is_refused_before_allocating(capsys):
+    code, _, err = run_cli(capsys, "train", "--batch-size", "1000000", "--n-in", "1000000")
+    assert_one_line_error(code, err, "needs about", "bytes", "available")
+
+
+def test_unwritable_save_paths(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "train", "--steps", "1", "--save",
+                             str(tmp_path / "missing" / "run.npz"))
+    assert_one_line_error(code, err, "cannot write --save", "does not exist")
+    assert out == ""  # refused before running
+    code, _, err = run_cli(capsys, "train", "--steps", "1", "--save", str(tmp_path))
+    assert_one_line_error(code, err, "is a directory")
+
+
+def test_unknown_option_and_missing_command_are_one_line(capsys):
+    code, _, err = run_cli(capsys, "train", "--batchsize", "3")
+    assert_one_line_error(code, err, "unrecognized arguments")
+    code, _, err = run_cli(capsys)
+    assert_one_line_error(code, err, "required")
+
+
+def test_diverged_run_exits_1_and_says_where(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlpbench", "train", "--lr", "1", "--steps", "100"],
+        capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "RuntimeWarning" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "diverged" in last and "--lr" in last
+    step = int(last.split(" at step ")[1].split()[0])
+    printed = proc.stdout.strip().splitlines()
+    assert printed[-1].startswith(f"Iter: {step}\t")  # it stopped at that step
+    assert step < 99

@@ -1,0 +1,100 @@
+"""`mlpbench train`: the original loop's output, and a replay of its saved run with plain numpy."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mlpbench.cli import main
+
+
+def mlpbench(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "mlpbench", *args], capture_output=True,
+                          text=True, **kwargs)
+
+
+def original_loop(x, t, W, S, learning_rate, steps):
+    """The seed's numpy loop, as written there (losses recorded instead of printed)."""
+    W, S = W.copy(), S.copy()
+    losses = []
+    for _ in range(steps):
+        u = x.dot(W)
+        h = np.maximum(u, 0)
+        y = h.dot(S)
+        losses.append(np.square(y - t).sum())
+        grad_y = 2.0 * (y - t)
+        grad_S = h.T.dot(grad_y)
+        grad_h = grad_y.dot(S.T)
+        grad_u = grad_h.copy()
+        grad_u[u < 0] = 0
+        grad_W = x.T.dot(grad_u)
+        W -= learning_rate * grad_W
+        S -= learning_rate * grad_S
+    return np.array(losses), W, S
+
+
+@pytest.fixture(scope="module")
+def seed_run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("seed") / "run.npz"
+    proc = mlpbench("train", "--preset", "seed", "--save", str(path))
+    assert proc.returncode == 0, proc.stderr
+    return proc, path
+
+
+def test_seed_preset_prints_like_the_original_loop(seed_run):
+    proc, path = seed_run
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 500
+    assert lines[0].startswith("Iter: 0\tLoss: ")
+    assert lines[-1].startswith("Iter: 499\tLoss: ")
+    printed = np.array([float(line.split("\tLoss: ")[1]) for line in lines])
+    with np.load(path) as run:
+        np.testing.assert_array_equal(printed, run["loss"])
+    assert "compile" in proc.stderr and "ms/step" in proc.stderr
+
+
+def test_replay_of_the_saved_run_gives_the_same_losses_and_weights(seed_run):
+    _, path = seed_run
+    with np.load(path, allow_pickle=False) as run:
+        arrays = {k: run[k] for k in run.files}
+    assert set(arrays) == {"x", "t", "W0", "S0", "W", "S", "loss", "lr"}
+    assert arrays["x"].shape == (64, 1000) and arrays["W0"].shape == (1000, 100)
+    assert arrays["S0"].shape == (100, 10) and arrays["loss"].shape == (500,)
+    assert float(arrays["lr"]) == 1e-6 and arrays["W"].dtype == np.float64
+    losses, W, S = original_loop(arrays["x"], arrays["t"], arrays["W0"], arrays["S0"],
+                                 float(arrays["lr"]), 500)
+    assert losses[-1] < losses[0] / 10  # it trains
+    np.testing.assert_allclose(arrays["loss"], losses, rtol=1e-10)
+    np.testing.assert_allclose(arrays["W"], W, rtol=0, atol=1e-10 * np.abs(W).max())
+    np.testing.assert_allclose(arrays["S"], S, rtol=0, atol=1e-10 * np.abs(S).max())
+
+
+def test_float32_run_saves_float32_and_print_every(tmp_path, capsys):
+    path = tmp_path / "run.data"  # a name without .npz is kept as given
+    assert main(["train", "--dtype", "float32", "--steps", "7", "--print-every", "3",
+                 "--batch-size", "5", "--n-in", "6", "--hidden", "4", "--n-out", "2",
+                 "--init", "scaled", "--lr", "1e-3", "--save", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in out] == ["Iter: 0", "Iter: 3", "Iter: 6", ]
+    with np.load(path) as run:
+        assert run["W"].dtype == np.float32 and run["x"].dtype == np.float32
+        assert run["loss"].shape == (7,) and run["lr"].dtype == np.float32
+    assert not (tmp_path / "run.data.npz").exists()
+
+
+def test_same_seed_same_data_other_seed_other_data(tmp_path):
+    paths = [tmp_path / f"{i}.npz" for i in range(3)]
+    for path, seed in zip(paths, ["1", "1", "2"]):
+        assert main(["train", "--steps", "1", "--batch-size", "3", "--n-in", "4", "--hidden", "5",
+                     "--n-out", "2", "--seed", seed, "--save", str(path)]) == 0
+    a, b, c = (np.load(p) for p in paths)
+    np.testing.assert_array_equal(a["x"], b["x"])
+    np.testing.assert_array_equal(a["W"], b["W"])
+    assert not np.array_equal(a["x"], c["x"])
+
+
+def test_threads_flag_is_applied_and_reported(capsys):
+    assert main(["train", "--steps", "2", "--threads", "1", "--batch-size", "2"]) == 0
+    assert "threads: blas 1" in capsys.readouterr().err
