@@ -11,8 +11,8 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", action="append", metavar="NAME",
-                   help="a backend to check (repeatable; default: every available one)")
+    p.add_argument("--backend", action="extend", nargs="+", metavar="NAME",
+                   help="backends to check (default: every available one but numpy itself)")
     add_threads(p)
 
 
