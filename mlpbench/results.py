@@ -1,0 +1,237 @@
+"""Bench result files (schema "mlpbench.bench/1"): environment, atomic writes, loading, checking."""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+from typing import Any, Iterable
+
+from mlpbench.errors import UsageError
+
+__all__ = [
+    "ENVIRONMENT_KEYS", "KEY_FIELDS", "RESULT_KEYS", "SCHEMA", "STATUSES", "ResultsError",
+    "check_writable", "command_line", "environment", "load_results", "make_result", "new_results",
+    "now", "point_key", "validate_results", "write_atomic",
+]
+
+SCHEMA = "mlpbench.bench/1"
+ENVIRONMENT_KEYS = ("python", "platform", "cpu", "cores", "libraries", "blas", "gpu", "command",
+                    "started", "finished")
+RESULT_KEYS = ("backend", "dtype", "batch_size", "n_in", "hidden", "n_out", "threads", "status",
+               "error", "compile_s", "step_s", "blocks", "steps_per_block", "steps_per_s",
+               "samples_per_s", "gflops", "peak_fraction", "final_loss")
+STATUSES = ("ok", "timeout", "error", "invalid")
+#: What identifies a point: two results with the same key measure the same thing.
+KEY_FIELDS = ("backend", "dtype", "batch_size", "n_in", "hidden", "n_out", "threads")
+
+
+class ResultsError(UsageError):
+    """A file that is not a bench results file of this schema."""
+
+
+def point_key(result: dict) -> tuple:
+    """The fields that identify a point, as a tuple (for matching and resuming)."""
+    return tuple(result[k] for k in KEY_FIELDS)
+
+
+def now() -> str:
+    """The local time, ISO 8601 with its offset, to the second."""
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _library_versions(names: Iterable[str]) -> dict[str, str | None]:
+    from importlib import metadata
+
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _gpu_info(backend: Any) -> dict | None:
+    """{"name", "driver", "cuda"} from the backend's ``gpu_info()`` where it has one, else None."""
+    gpu_info = getattr(backend, "gpu_info", None)
+    info = gpu_info() if callable(gpu_info) else None
+    return dict(info) if info else None
+
+
+def environment(used: list[Any], argv: list[str], *, threads: int | None = None) -> dict:
+    """Where and with what a run happens: versions, BLAS and its threads, CPU, GPU, command line.
+
+    Each backend is asked for its device inside ``backend.threads(threads)``, since asking
+    may start its runtime (JAX sizes its CPU pool when it starts).
+    """
+    from threadpoolctl import threadpool_info
+
+    devices, gpus = {}, {}
+    for backend in used:
+        with backend.threads(threads):
+            devices[backend.name] = backend.device
+            gpus[backend.name] = _gpu_info(backend)
+    libraries = ["mlpbench", "numpy", "threadpoolctl"] + [b.library for b in used if b.library]
+    try:
+        cores_usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores_usable = os.cpu_count()
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "cores_usable": cores_usable,
+        "libraries": _library_versions(dict.fromkeys(libraries)),
+        "blas": threadpool_info(),
+        "gpu": next((g for g in gpus.values() if g), None),
+        "gpus": {name: g for name, g in gpus.items() if g},
+        "devices": devices,
+        "command": list(argv),
+        "started": now(),
+        "finished": None,
+    }
+
+
+def new_results(env: dict) -> dict:
+    """An empty results document."""
+    return {"schema": SCHEMA, "environment": env, "peak_gflops": {}, "results": []}
+
+
+def validate_results(data: Any, where: str) -> dict:
+    """``data`` if it is a results document of this schema, else ResultsError (one line)."""
+    def fail(why: str) -> ResultsError:
+        return ResultsError(f"{where} is not an mlpbench bench results file ({why})")
+
+    if not isinstance(data, dict):
+        raise fail("not a JSON object")
+    if data.get("schema") != SCHEMA:
+        raise fail(f"schema is {data.get('schema')!r}, expected {SCHEMA!r}")
+    for key, kind in (("environment", dict), ("peak_gflops", dict), ("results", list)):
+        if not isinstance(data.get(key), kind):
+            raise fail(f"{key!r} missing or not a {kind.__name__}")
+    missing = [k for k in ENVIRONMENT_KEYS if k not in data["environment"]]
+    if missing:
+        raise fail(f"environment lacks {', '.join(missing)}")
+    for i, result in enumerate(data["results"]):
+        if not isinstance(result, dict):
+            raise fail(f"result {i} is not an object")
+        missing = [k for k in RESULT_KEYS if k not in result]
+        if missing:
+            raise fail(f"result {i} lacks {', '.join(missing)}")
+        if result["status"] not in STATUSES:
+            raise fail(f"result {i} has status {result['status']!r}")
+    return data
+
+
+def load_results(path: str) -> dict:
+    """Read and check a results file; ResultsError (one line) if it is missing or not one."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise ResultsError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise ResultsError(f"{path} is a directory") from None
+    except OSError as exc:
+        raise ResultsError(f"cannot read {path}: {exc.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(
+            f"{path} is not an mlpbench bench results file (not JSON: {exc})") from None
+    return validate_results(data, path)
+
+
+def check_writable(path: str, flag: str) -> None:
+    """Fail before any work if ``path`` cannot be written (by trying, in its folder)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"cannot write {flag} {path!r}: it is a directory")
+    if not os.path.isdir(folder):
+        raise UsageError(f"cannot write {flag} {path!r}: folder {folder!r} does not exist")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise UsageError(f"cannot write {flag} {path!r}: permission denied")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".mlpbench-", suffix=".tmp")
+    except OSError as exc:
+        raise UsageError(f"cannot write {flag} {path!r}: cannot create a file in {folder!r} "
+                         f"({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def write_atomic(path: str, data: dict) -> None:
+    """Write JSON to a temporary file in the same folder, then rename it over ``path``.
+
+    A reader (or a run killed half-way) sees the old file or the new one, never a mix.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".mlpbench-", suffix=".json.tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def command_line(argv: list[str] | None = None) -> list[str]:
+    """The command line as typed: the program and its arguments (``argv`` when main() got one)."""
+    if argv is not None:
+        return ["mlpbench", *argv]
+    if not sys.argv:
+        return ["mlpbench"]
+    program = os.path.basename(sys.argv[0])
+    if program == "__main__.py":
+        return [os.path.basename(sys.executable), "-m", "mlpbench"] + sys.argv[1:]
+    return [program] + sys.argv[1:]
+
+
+def make_result(point: dict, *, threads: int | None, status: str, error: str | None = None,
+                measurement: Any = None, peak_gflops: float | None = None,
+                flops_per_step: int | None = None, **extra: Any) -> dict:
+    """One entry of "results": the point, its status and, when ok, the speeds from its times.
+
+    steps/s is 1 / median seconds per step; GFLOP/s is ``flops_per_step`` over that median;
+    the peak fraction is GFLOP/s over ``peak_gflops``. A point that is not ok has no speeds.
+    """
+    result = {**point, "threads": threads, "status": status, "error": error,
+              "compile_s": None, "step_s": None, "blocks": None, "steps_per_block": None,
+              "steps_per_s": None, "samples_per_s": None, "gflops": None, "peak_fraction": None,
+              "final_loss": None}
+    if measurement is not None:
+        result["compile_s"] = measurement.compile_s
+        if math.isfinite(measurement.final_loss):
+            result["final_loss"] = measurement.final_loss
+    if status == "ok":
+        step_s = measurement.step_s
+        median = step_s["median"]
+        gflops = flops_per_step / median / 1e9
+        result.update(
+            step_s=step_s, blocks=len(measurement.block_s),
+            steps_per_block=measurement.steps_per_block, steps_per_s=1.0 / median,
+            samples_per_s=point["batch_size"] / median, gflops=gflops,
+            peak_fraction=gflops / peak_gflops if peak_gflops else None,
+            block_s=list(measurement.block_s))
+    result.update(flops_per_step=flops_per_step, **extra)
+    return result

@@ -1,0 +1,107 @@
+"""mlpbench compare: per-point ratios of two hand-written result files; other files refused."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from mlpbench.cli import main
+
+ENVIRONMENT = {"python": "3.11", "platform": "Linux", "cpu": "test CPU", "cores": 2,
+               "libraries": {}, "blas": [], "gpu": None, "command": ["mlpbench", "bench"],
+               "started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T00:01:00+00:00"}
+
+
+def result(backend, dtype, batch_size, steps_per_s, *, status="ok", threads=1, hidden=16):
+    median = 1 / steps_per_s if status == "ok" else None
+    return {"backend": backend, "dtype": dtype, "batch_size": batch_size, "n_in": 1000,
+            "hidden": hidden, "n_out": 10, "threads": threads, "status": status,
+            "error": None if status == "ok" else "why",
+            "compile_s": 0.1, "step_s": {"median": median, "min": median, "max": median}
+            if median else None, "blocks": 5, "steps_per_block": 10,
+            "steps_per_s": steps_per_s if status == "ok" else None,
+            "samples_per_s": batch_size * steps_per_s if status == "ok" else None,
+            "gflops": 1.0, "peak_fraction": 0.1, "final_loss": 1.0}
+
+
+def write(path, results):
+    path.write_text(json.dumps({"schema": "mlpbench.bench/1", "environment": ENVIRONMENT,
+                                "peak_gflops": {}, "results": results}))
+    return path
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def row(out, *cells):
+    """The table line whose leading cells are ``cells``."""
+    pattern = r"^" + r"\s+".join(re.escape(str(c)) for c in cells) + r"\s"
+    lines = [line for line in out.splitlines() if re.match(pattern, line)]
+    assert len(lines) == 1, (cells, out)
+    return lines[0].split()
+
+
+def test_ratios_are_b_over_a_at_matched_points(capsys, tmp_path):
+    a = write(tmp_path / "a.json", [
+        result("numpy", "float64", 64, 400.0),
+        result("numba", "float64", 64, 1000.0),
+        result("numpy", "float32", 1, 20000.0),
+        result("numpy", "float64", 1, 5000.0, threads=2),  # other threads: another point
+        result("jax", "float64", 64, 800.0, status="timeout"),
+        result("torch", "float64", 64, 300.0),  # only in A
+    ])
+    b = write(tmp_path / "b.json", [
+        result("numba", "float64", 64, 1500.0),
+        result("numpy", "float64", 64, 200.0),
+        result("numpy", "float32", 1, 25000.0),
+        result("numpy", "float64", 1, 5000.0, threads=1),  # only in B (threads differ)
+        result("jax", "float64", 64, 900.0),
+        result("dask", "float32", 16, 10.0),  # only in B
+    ])
+    code, out, err = run_cli(capsys, "compare", a, b)
+    assert code == 0 and err == ""
+    assert row(out, "numpy", "float64", 64)[-1] == "0.50"
+    assert row(out, "numba", "float64", 64)[-1] == "1.50"
+    assert row(out, "numpy", "float32", 1)[-1] == "1.25"
+    assert "A timeout, B ok" in " ".join(row(out, "jax", "float64", 64))
+    assert "only in A: torch float64 batch 64" in out
+    assert "only in A: numpy float64 batch 1 n_in 1000 hidden 16 n_out 10 threads 2" in out
+    assert "only in B: numpy float64 batch 1 n_in 1000 hidden 16 n_out 10 threads 1" in out
+    assert "only in B: dask float32 batch 16" in out
+    geomean = (0.5 * 1.5 * 1.25) ** (1 / 3)
+    assert f"over 3 points ok in both: {geomean:.3f}" in out
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ('{"schema": "mlpbench.bench/0", "results": []}', "schema is 'mlpbench.bench/0'"),
+    ("[]", "not a JSON object"),
+    ("{not json", "not JSON"),
+    ('{"schema": "mlpbench.bench/1", "environment": {}, "peak_gflops": {}, "results": []}',
+     "environment lacks"),
+])
+def test_a_file_that_is_not_a_results_file_is_one_line_exit_2(capsys, tmp_path, content, fragment):
+    good = write(tmp_path / "a.json", [result("numpy", "float64", 64, 400.0)])
+    bad = tmp_path / "b.json"
+    bad.write_text(content)
+    code, out, err = run_cli(capsys, "compare", good, bad)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert str(bad) in err and fragment in err
+
+
+def test_a_result_missing_a_key_is_refused(capsys, tmp_path):
+    broken = result("numpy", "float64", 64, 400.0)
+    del broken["steps_per_s"]
+    a = write(tmp_path / "a.json", [broken])
+    code, _, err = run_cli(capsys, "compare", a, a)
+    assert code == 2 and "result 0 lacks steps_per_s" in err
+
+
+def test_a_missing_file_is_one_line_exit_2(capsys, tmp_path):
+    good = write(tmp_path / "a.json", [])
+    code, _, err = run_cli(capsys, "compare", good, tmp_path / "missing.json")
+    assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
