@@ -1,0 +1,111 @@
+"""PyTorch: the shared step on torch tensors through array-api-compat, CPU or CUDA, no autograd."""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator
+
+from backends.base import Backend, PreparedStep
+
+__all__ = ["TorchBackend"]
+
+
+def _cuda_version(code: int) -> str:
+    """CUDA's integer version (12090) as text ("12.9"), as the cupy backend writes it."""
+    return f"{code // 1000}.{code % 1000 // 10}"
+
+
+class TorchBackend(Backend):
+    """torch through ``array_api_compat.torch``, on ``cuda:0`` when CUDA is usable, else the CPU.
+
+    The step runs under ``torch.inference_mode()``: no autograd graph is recorded (the
+    gradients are the hand-derived ones of ``kernels``). ``threads(n)`` sets torch's
+    intra-op pool (OpenMP and its bundled MKL) with ``torch.set_num_threads`` and any
+    BLAS threadpoolctl finds, and restores both after.
+    """
+
+    name = "torch"
+    library = "torch"
+    install_hint = ("pip install 'mlpbench[torch]' (for the CPU-only build, first: "
+                    "pip install torch --index-url https://download.pytorch.org/whl/cpu)")
+
+    def _import(self) -> Any:
+        import array_api_compat.torch  # noqa: F401  (the namespace the step runs with)
+        import torch
+
+        return torch
+
+    @property
+    def _on_cuda(self) -> bool:
+        return self._import().cuda.is_available()
+
+    @property
+    def device(self) -> str:
+        return "cuda:0" if self._on_cuda else "cpu"
+
+    def gpu_info(self) -> dict | None:
+        """{"name", "driver", "cuda"} of the CUDA device used, or None on the CPU.
+
+        "driver" is the CUDA version the driver supports (as the cupy backend reports it).
+        """
+        torch = self._import()
+        if not torch.cuda.is_available():
+            return None
+        get_driver = getattr(torch._C, "_cuda_getDriverVersion", None)  # private, CUDA builds only
+        try:
+            driver = _cuda_version(get_driver()) if get_driver else None
+        except RuntimeError:
+            driver = None
+        return {"name": torch.cuda.get_device_name(0), "driver": driver, "cuda": torch.version.cuda}
+
+    # -- arrays ---------------------------------------------------------------
+    @property
+    def xp(self) -> Any:
+        import array_api_compat.torch as xp
+
+        return xp
+
+    def asarray(self, array: Any) -> Any:
+        # A copy: the step never writes into its inputs, but the caller's array stays its own.
+        return self._import().asarray(array, device=self.device, copy=True)
+
+    def to_numpy(self, array: Any) -> Any:
+        return array.detach().to("cpu", copy=True).numpy()
+
+    def synchronize(self) -> None:
+        torch = self._import()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    # -- the step -------------------------------------------------------------
+    def prepare(self, make_step: Callable, *, lr: float, dtype: str) -> PreparedStep:
+        """The shared step, run under ``inference_mode`` (no autograd bookkeeping)."""
+        torch = self._import()
+        train_step = make_step(self.xp).train_step
+        lr_ = float(lr)  # a Python scalar keeps float32 tensors float32
+
+        def step(x, t, W, S):
+            with torch.inference_mode():
+                return train_step(x, t, W, S, lr_)
+
+        return step
+
+    # -- threads --------------------------------------------------------------
+    @contextlib.contextmanager
+    def threads(self, n: int | None) -> Iterator[dict]:
+        """torch's intra-op threads and any BLAS limited to ``n``; both restored after."""
+        from threadpoolctl import threadpool_limits
+
+        torch = self._import()
+        before = torch.get_num_threads()
+        with threadpool_limits(limits=n):
+            if n is not None:
+                torch.set_num_threads(n)
+            try:
+                yield self.thread_info()
+            finally:
+                torch.set_num_threads(before)
+
+    def thread_info(self) -> dict:
+        info = super().thread_info()
+        info["torch"] = self._import().get_num_threads()
+        return info

@@ -1,0 +1,79 @@
+"""Every registered backend honours the Backend interface: numpy's results, dtypes, arrays, threads.
+
+Runs over each backend the ``backend`` fixture yields (``pytest --backend NAME`` for one);
+a backend that cannot run here is skipped with the reason its ``available()`` gives. The
+last test checks that reason for the optional extras torch, jax and dask.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from kernels import make_step
+from mlpbench.problem import make_inputs, to_backend
+from mlpbench.verify import check_backend
+
+SHAPES = [(1, 16, 8, 3), (3, 7, 5, 2), (64, 1000, 100, 10)]  # batch 1, odd sizes, the seed's
+DTYPES = ["float32", "float64"]
+
+
+def shape_id(shape):
+    return "x".join(map(str, shape))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("steps", [1, 50])
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+def test_matches_numpy(backend, shape, steps, dtype):
+    c = check_backend(backend, shape, dtype=dtype, steps=steps)
+    assert c.dtypes_ok, f"{backend.name} returned W or S in another dtype than {dtype}"
+    assert c.ok, f"{backend.name}: errors {c.errors} above rtol {c.rtol:g}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_step_keeps_dtype_and_returns_a_0d_loss(backend, dtype):
+    dev = to_backend(backend, make_inputs(5, 4, 3, 2, dtype=dtype, seed=1))
+    step = backend.prepare(make_step, lr=1e-3, dtype=dtype)
+    W, S, loss = step(dev["x"], dev["t"], dev["W"], dev["S"])
+    W, S, loss = step(dev["x"], dev["t"], W, S)  # outputs feed the next step
+    backend.synchronize()
+    out = {"W": backend.to_numpy(W), "S": backend.to_numpy(S), "loss": backend.to_numpy(loss)}
+    assert {k: v.dtype for k, v in out.items()} == {k: np.dtype(dtype) for k in out}
+    assert (out["W"].shape, out["S"].shape, np.ndim(out["loss"])) == ((4, 3), (3, 2), 0)
+    assert np.isfinite(out["loss"]) and out["loss"] > 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_asarray_to_numpy_round_trips(backend, dtype):
+    a = np.random.default_rng(2).standard_normal((7, 5)).astype(dtype)
+    a[0, :] = 0  # exact zeros, as at the relu
+    a[1, 1] = -0.0
+    back = backend.to_numpy(backend.asarray(a))
+    assert isinstance(back, np.ndarray)
+    assert back.dtype == a.dtype and back.shape == a.shape
+    np.testing.assert_array_equal(back, a)
+
+
+def test_threads_one_yields_its_info_and_restores(backend):
+    before = backend.thread_info()
+    with backend.threads(1) as info:
+        assert isinstance(info, dict) and info == backend.thread_info()
+        assert all(n == 1 for n in info["blas"]), f"BLAS not limited to 1 thread: {info}"
+    assert backend.thread_info() == before
+
+
+@pytest.mark.parametrize("name, module", [("torch", "torch"), ("jax", "jax"), ("dask", "dask")])
+def test_missing_library_is_reported_with_how_to_install(name, module, monkeypatch):
+    """An optional extra that is not installed makes its backend unavailable, saying how to get it.
+
+    Runs whether or not the library is installed here: importing it is made to fail.
+    """
+    import backends
+
+    monkeypatch.setitem(sys.modules, module, None)  # "import module" now raises ImportError
+    fresh = type(backends.get(name))()  # no cached state
+    ok, why = fresh.available()
+    assert not ok
+    assert f"pip install 'mlpbench[{name}]'" in why and module in why

@@ -1,0 +1,83 @@
+"""The torch backend: numpy's results through array-api-compat, no autograd, dtypes and threads."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import backends
+from kernels import make_step
+from mlpbench.problem import make_inputs, to_backend
+from mlpbench.verify import check_backend
+
+pytestmark = pytest.mark.uses_backend("torch")
+
+# Batch 1, odd sizes, the seed's, and a batch of 17 with all-odd sizes.
+SHAPES = [(1, 16, 8, 3), (3, 7, 5, 2), (64, 1000, 100, 10), (17, 33, 9, 5)]
+
+
+@pytest.fixture
+def torch_backend():
+    return backends.get("torch")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("steps", [1, 50])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_matches_numpy(torch_backend, shape, steps, dtype):
+    c = check_backend(torch_backend, shape, dtype=dtype, steps=steps)
+    assert c.dtypes_ok and c.ok, f"errors {c.errors} above rtol {c.rtol:g}"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tensors_keep_dtype_and_device(torch_backend, dtype):
+    import torch
+
+    dev = to_backend(torch_backend, make_inputs(4, 6, 5, 3, dtype=dtype, seed=0))
+    W, S, loss = torch_backend.prepare(make_step, lr=1e-3, dtype=dtype)(
+        dev["x"], dev["t"], dev["W"], dev["S"])
+    expected = getattr(torch, dtype)
+    assert all(isinstance(a, torch.Tensor) for a in (W, S, loss))
+    assert (W.dtype, S.dtype, loss.dtype) == (expected,) * 3
+    assert loss.ndim == 0
+    assert str(W.device).startswith(torch_backend.device.split(":")[0])
+
+
+def test_step_records_no_autograd(torch_backend):
+    """Even weights that ask for gradients come out of the step without an autograd graph."""
+    dev = to_backend(torch_backend, make_inputs(4, 6, 5, 3, dtype="float64", seed=0))
+    W0, S0 = dev["W"].requires_grad_(True), dev["S"].requires_grad_(True)
+    W, S, loss = torch_backend.prepare(make_step, lr=1e-3, dtype="float64")(
+        dev["x"], dev["t"], W0, S0)
+    for out in (W, S, loss):
+        assert not out.requires_grad and out.grad_fn is None
+
+
+def test_asarray_copies(torch_backend):
+    a = np.arange(6.0).reshape(2, 3)
+    tensor = torch_backend.asarray(a)
+    a[0, 0] = 99.0
+    assert torch_backend.to_numpy(tensor)[0, 0] == 0.0
+
+
+def test_threads_set_and_restored(torch_backend):
+    import torch
+    from threadpoolctl import threadpool_info
+
+    before = torch.get_num_threads()
+    with torch_backend.threads(1) as info:
+        assert torch.get_num_threads() == 1 and info["torch"] == 1
+        assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")
+    assert torch.get_num_threads() == before
+    with torch_backend.threads(None) as info:
+        assert info["torch"] == before  # None leaves the threads as they are
+
+
+def test_device_and_gpu_info(torch_backend):
+    import torch
+
+    if torch.cuda.is_available():
+        assert torch_backend.device == "cuda:0"
+        assert set(torch_backend.gpu_info()) == {"name", "driver", "cuda"}
+    else:
+        assert torch_backend.device == "cpu"
+        assert torch_backend.gpu_info() is None
