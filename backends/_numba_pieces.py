@@ -1,0 +1,133 @@
+"""Numba versions of the step's named pieces (kernels.step.PIECES), compiled once and cached on disk.
+
+Each piece computes what its reference in ``kernels.make_pieces`` computes, in the
+arrays' dtype (no Python scalars, so float32 stays float32), with the elementwise
+work fused into one pass. Two pieces reuse a temporary of the step as their output:
+``relu_backward`` writes into ``grad_h`` and ``sgd_update`` into ``grad``; the step
+never reads either again, and the caller's W and S are never written.
+
+Loops are serial on purpose: the matmuls between them run in a threaded BLAS, and
+Numba's parallel loops beside it oversubscribe the cores (DESIGN.md, measuring).
+This module imports numba at the top: import it only through ``backends.numba_backend``.
+"""
+from __future__ import annotations
+
+import hashlib
+import types
+import uuid
+from typing import Any, Callable
+
+import numba
+import numpy as np
+
+__all__ = ["PIECES", "stable_njit"]
+
+#: Options of every compiled function here and of the shared step around them.
+JIT_OPTIONS = {"cache": True}
+
+
+def _fingerprint(obj: Any) -> str:
+    """A digest that is the same in every process for the same code and closure."""
+    if isinstance(obj, numba.core.dispatcher.Dispatcher):
+        return obj._uuid
+    if callable(obj) and hasattr(obj, "__code__"):
+        try:
+            with open(obj.__code__.co_filename, "rb") as f:
+                source = f.read()
+        except OSError:  # made at a prompt or by exec: nothing stable to key on
+            return uuid.uuid4().hex
+        cells = tuple(_fingerprint(c.cell_contents) for c in obj.__closure__ or ())
+        parts = (obj.__module__, obj.__qualname__, hashlib.sha256(source).hexdigest(), cells)
+        return hashlib.sha256(repr(parts).encode()).hexdigest()
+    if isinstance(obj, types.ModuleType):
+        return f"module {obj.__name__}"
+    if isinstance(obj, (int, float, str, bytes, bool, type(None))):
+        return repr(obj)
+    return uuid.uuid4().hex  # unknown content: never share a cache entry
+
+
+def stable_njit(function: Callable) -> Callable:
+    """``numba.njit(cache=True)`` whose on-disk cache also works for closures over other jitted functions.
+
+    Numba keys a closure's cache entry on its pickled cell contents, and a dispatcher pickles
+    with a random per-process UUID, so a closure calling another jitted function recompiles
+    in every new process (numba issue #6264, open). Giving each dispatcher a UUID derived
+    from its source file, name and closure makes that key the same in every process; any
+    edit to the source changes it, so a stale entry is never used.
+    """
+    dispatcher = numba.njit(**JIT_OPTIONS)(function)
+    set_uuid = getattr(dispatcher, "_set_uuid", None)  # private; without it, only the cache suffers
+    if set_uuid is not None:
+        name = f"mlpbench:{_fingerprint(function)}:{sorted(JIT_OPTIONS.items())}"
+        set_uuid(str(uuid.uuid5(uuid.NAMESPACE_URL, name)))
+    return dispatcher
+
+
+@stable_njit
+def _pairwise_sum(values):
+    """Sum of a 1-d array by pairwise halving, in its dtype (as numpy's sum, not a long running sum)."""
+    n = values.shape[0]
+    while n > 1:
+        half = n // 2
+        for i in range(half):
+            values[i] += values[n - 1 - i]
+        n -= half
+    return values[0]
+
+
+@stable_njit
+def forward(x, W, S):
+    """u = x @ W ; h = relu(u) ; y = h @ S, the relu in one pass into a fresh h."""
+    u = x @ W
+    h = np.empty_like(u)
+    zero = u.dtype.type(0)
+    for i in range(u.shape[0]):
+        for j in range(u.shape[1]):
+            v = u[i, j]
+            h[i, j] = zero if v <= zero else v  # as numpy's maximum: NaN stays NaN
+    y = h @ S
+    return u, h, y
+
+
+@stable_njit
+def loss_and_grad(y, t):
+    """loss = sum((y - t)^2) and grad_y = 2 (y - t) in one pass over y and t."""
+    grad_y = np.empty_like(y)
+    row_loss = np.empty(y.shape[0], dtype=y.dtype)
+    for i in range(y.shape[0]):
+        acc = y.dtype.type(0)  # typed: a Python 0 would make the sum float64
+        for j in range(y.shape[1]):
+            d = y[i, j] - t[i, j]
+            acc += d * d
+            grad_y[i, j] = d + d
+        row_loss[i] = acc
+    return _pairwise_sum(row_loss), grad_y
+
+
+@stable_njit
+def relu_backward(u, grad_h):
+    """where(u > 0, grad_h, 0), written over grad_h (a temporary of the step) and returned."""
+    zero = grad_h.dtype.type(0)
+    for i in range(u.shape[0]):
+        for j in range(u.shape[1]):
+            if not u[i, j] > zero:
+                grad_h[i, j] = zero
+    return grad_h
+
+
+@stable_njit
+def sgd_update(P, grad, lr):
+    """P - lr * grad, written over grad (a temporary of the step) and returned; P is not touched."""
+    for i in range(P.shape[0]):
+        for j in range(P.shape[1]):
+            grad[i, j] = P[i, j] - lr * grad[i, j]
+    return grad
+
+
+#: The replaced pieces, by name, for ``make_step(numpy, jit=stable_njit, **PIECES)``.
+PIECES = {
+    "forward": forward,
+    "loss_and_grad": loss_and_grad,
+    "relu_backward": relu_backward,
+    "sgd_update": sgd_update,
+}

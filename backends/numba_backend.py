@@ -1,0 +1,104 @@
+"""Numba: the shared step compiled whole with ``numba.njit``, fused elementwise pieces, cached on disk."""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from backends.base import Backend, PreparedStep
+
+__all__ = ["NumbaBackend"]
+
+
+def _load_blas() -> None:
+    """Load the BLAS Numba's ``@`` calls (SciPy's, not always numpy's), so threadpoolctl can see it."""
+    import scipy.linalg.cython_blas  # noqa: F401
+
+
+class NumbaBackend(Backend):
+    """numpy arrays in, the step of ``kernels.make_step`` compiled as one Numba function.
+
+    The step is ``make_step(numpy, jit=stable_njit, **PIECES)``: the shared sequence, its
+    matmuls by Numba's ``@`` (SciPy's BLAS), four pieces replaced by fused loops from
+    ``backends._numba_pieces``. Nothing runs in Numba's parallel loops, so only the BLAS
+    is threaded; ``threads(n)`` still sets Numba's pool to ``n`` so the two never exceed it.
+    """
+
+    name = "numba"
+    library = "numba"
+    install_hint = "pip install 'mlpbench[numba]'"
+
+    def __init__(self) -> None:
+        self._steps: dict[Callable, Any] = {}
+
+    def _import(self) -> Any:
+        import numba
+        import scipy.linalg.cython_blas  # noqa: F401  (Numba's np.dot needs SciPy's BLAS)
+
+        return numba
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            self._import()
+        except ImportError as exc:
+            return False, f"numba and scipy are needed ({exc}); {self.install_hint}"
+        return True, ""
+
+    @property
+    def xp(self) -> Any:
+        return np
+
+    def asarray(self, array: Any) -> Any:
+        # A copy, as numpy's backend makes: the caller's arrays stay the caller's.
+        return np.array(array, copy=True, order="C")
+
+    def scalar(self, value: float, dtype: str) -> Any:
+        return np.dtype(dtype).type(value)
+
+    def compiled_step(self, make_step: Callable) -> Any:
+        """The Numba-compiled ``train_step`` built by ``make_step``, made once per process."""
+        if make_step not in self._steps:
+            from backends import _numba_pieces
+
+            built = make_step(np, jit=_numba_pieces.stable_njit, **_numba_pieces.PIECES)
+            self._steps[make_step] = built.train_step
+        return self._steps[make_step]
+
+    def prepare(self, make_step: Callable, *, lr: float, dtype: str) -> PreparedStep:
+        """The compiled step; its first call with a dtype compiles, or loads Numba's disk cache."""
+        train_step = self.compiled_step(make_step)
+        lr_ = self.scalar(lr, dtype)
+        to_dtype = np.dtype(dtype).type
+
+        def step(x, t, W, S):
+            W, S, loss = train_step(x, t, W, S, lr_)
+            return W, S, to_dtype(loss)  # Numba returns scalars as Python floats
+
+        step.train_step = train_step  # the dispatcher, for its compile and cache statistics
+        return step
+
+    @contextlib.contextmanager
+    def threads(self, n: int | None) -> Iterator[dict]:
+        """Limit the BLAS (numpy's and SciPy's) and Numba's pool to ``n`` together; restore after."""
+        import numba
+        from threadpoolctl import threadpool_limits
+
+        _load_blas()
+        before = numba.get_num_threads()
+        with threadpool_limits(limits=n, user_api="blas"):
+            if n is not None:
+                # Numba's pool cannot grow past NUMBA_NUM_THREADS; the info says what was used.
+                numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+            try:
+                yield self.thread_info()
+            finally:
+                numba.set_num_threads(before)
+
+    def thread_info(self) -> dict:
+        import numba
+
+        _load_blas()
+        info = super().thread_info()
+        info["numba"] = numba.get_num_threads()
+        return info

@@ -1,0 +1,325 @@
+"""The numba backend: agreement with numpy, its replaced pieces, float32 typing, threads and the disk cache."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import backends
+from kernels import make_pieces, make_step
+from mlpbench.problem import make_inputs
+from mlpbench.verify import CHECK_SHAPES, CHECK_STEPS, check_backend, run_steps, tolerance
+
+ROOT = Path(__file__).resolve().parents[1]
+DTYPES = ("float32", "float64")
+# check's shapes (batch 1, odd sizes, the seed's) and batch 1 at the seed's widths.
+SHAPES = (*CHECK_SHAPES, (1, 1000, 100, 10))
+uses_numba = pytest.mark.uses_backend("numba")
+
+
+@pytest.fixture
+def numba_backend():
+    return backends.get("numba")
+
+
+def _close(value, reference, dtype, steps=1):
+    """DESIGN.md's closeness: |value - reference| <= rtol * max|reference|, and the same dtype."""
+    value, reference = np.asarray(value), np.asarray(reference)
+    assert value.dtype == reference.dtype == np.dtype(dtype)
+    assert value.shape == reference.shape
+    atol = tolerance(dtype, steps) * (float(np.max(np.abs(reference))) or 1.0)
+    np.testing.assert_allclose(value, reference, rtol=0, atol=atol)
+
+
+# -- the whole step against numpy -----------------------------------------------
+
+@uses_numba
+@pytest.mark.parametrize("steps", CHECK_STEPS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_matches_numpy(numba_backend, shape, dtype, steps):
+    result = check_backend(numba_backend, shape, dtype=dtype, steps=steps)
+    assert result.dtypes_ok, "W or S came back in another dtype"
+    assert result.ok, f"errors {result.errors} above rtol {result.rtol}"
+
+
+@uses_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_step_keeps_dtype_and_leaves_inputs_alone(numba_backend, dtype):
+    inputs = make_inputs(3, 7, 5, 2, dtype=dtype, seed=1, relu_zeros=True)
+    arrays = {k: numba_backend.asarray(v) for k, v in inputs.items()}
+    assert all(arrays[k] is not inputs[k] for k in arrays)
+    step = numba_backend.prepare(make_step, lr=1e-3, dtype=dtype)
+    W, S, loss = step(arrays["x"], arrays["t"], arrays["W"], arrays["S"])
+    assert W.dtype == S.dtype == np.dtype(dtype)
+    assert np.asarray(loss).dtype == np.dtype(dtype)
+    assert W is not arrays["W"] and S is not arrays["S"]
+    # The step writes its update into its own temporaries, never into the weights passed in.
+    np.testing.assert_array_equal(arrays["W"], inputs["W"])
+    np.testing.assert_array_equal(arrays["S"], inputs["S"])
+
+
+@uses_numba
+def test_run_steps_returns_final_weights_not_initial(numba_backend):
+    inputs = make_inputs(4, 6, 5, 3, dtype="float64", seed=2, relu_zeros=True)
+    reference = run_steps(backends.get("numpy"), inputs, 5, lr=1e-2, dtype="float64")
+    result = run_steps(numba_backend, inputs, 5, lr=1e-2, dtype="float64")
+    assert not np.array_equal(result["W"], inputs["W"])
+    for name in ("W", "S", "loss"):
+        _close(result[name], reference[name], "float64", steps=5)
+
+
+@uses_numba
+def test_one_compiled_call_in_float32_throughout(numba_backend, pieces):
+    """The step is one nopython function, and no value in it or its pieces is typed float64."""
+    import numba
+
+    from backends import _numba_pieces
+
+    step = numba_backend.prepare(make_step, lr=1e-3, dtype="float32")
+    assert isinstance(step.train_step, numba.core.dispatcher.Dispatcher)
+    train_step = step.train_step.py_func
+    gradients = dict(zip(train_step.__code__.co_freevars,
+                         (c.cell_contents for c in train_step.__closure__)))["gradients"]
+    assert isinstance(gradients, numba.core.dispatcher.Dispatcher)
+    x, W, S, t, u = _piece_inputs("float32")
+    lr = np.float32(1e-3)
+    calls = [(train_step, (x, t, W, S, lr)), (gradients.py_func, (x, t, W, S)),
+             (pieces["forward"].py_func, (x, W, S)),
+             (pieces["loss_and_grad"].py_func, (x @ W @ S, t)),
+             (pieces["relu_backward"].py_func, (u, u.copy())),
+             (pieces["sgd_update"].py_func, (W, W.copy(), lr)),
+             (_numba_pieces._pairwise_sum.py_func, (t[:, 0].copy(),))]
+    for function, args in calls:
+        # A fresh, uncached compilation: only it keeps the type of every variable.
+        compiled = numba.njit(function)
+        compiled(*args)
+        (overload,) = compiled.overloads.values()
+        types = {str(v) for v in overload.type_annotation.typemap.values()}
+        types.add(str(overload.signature.return_type))
+        wide = sorted(v for v in types if "float64" in v)
+        assert not wide, f"{function.__qualname__} types {wide} in float32"
+
+
+# -- the replaced pieces against the reference pieces ---------------------------
+
+def _piece_inputs(dtype, batch_size=5, n_in=7, hidden=6, n_out=3, seed=4):
+    rng = np.random.default_rng(seed)
+    x, W, S, t = (rng.standard_normal(s).astype(dtype) for s in
+                  ((batch_size, n_in), (n_in, hidden), (hidden, n_out), (batch_size, n_out)))
+    W[:, 0] = 0  # u[:, 0] is exactly zero: the relu's edge case
+    u = x @ W
+    u[0, 1] = 0.0
+    assert np.count_nonzero(u == 0) >= batch_size and np.any(u < 0) and np.any(u > 0)
+    return x, W, S, t, u
+
+
+@pytest.fixture
+def pieces():
+    from backends import _numba_pieces
+
+    return _numba_pieces.PIECES
+
+
+@uses_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes", [(1, 7, 6, 3), (5, 7, 6, 3), (64, 100, 33, 10)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_forward_piece(pieces, dtype, sizes):
+    x, W, S, _, _ = _piece_inputs(dtype, *sizes)
+    got = pieces["forward"](x, W, S)
+    want = make_pieces(np)["forward"](x, W, S)
+    for g, w in zip(got, want):
+        _close(g, w, dtype)
+    u, h, _ = got
+    np.testing.assert_array_equal(h == 0, u <= 0)  # zeros exactly where the relu cuts
+
+
+@uses_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch_size", [1, 5, 1023])
+def test_loss_and_grad_piece(pieces, dtype, batch_size):
+    rng = np.random.default_rng(5)
+    y, t = (rng.standard_normal((batch_size, 10)).astype(dtype) for _ in range(2))
+    y[0, 0] = t[0, 0]
+    loss, grad_y = pieces["loss_and_grad"](y, t)
+    want_loss, want_grad = make_pieces(np)["loss_and_grad"](y, t)
+    _close(np.asarray(loss, dtype=dtype), want_loss, dtype)
+    assert grad_y.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(grad_y, want_grad)
+
+
+@uses_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_backward_piece(pieces, dtype):
+    _, _, _, _, u = _piece_inputs(dtype)
+    grad_h = np.random.default_rng(6).standard_normal(u.shape).astype(dtype)
+    u_before = u.copy()
+    want = make_pieces(np)["relu_backward"](u, grad_h)
+    got = pieces["relu_backward"](u, grad_h.copy())
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(got, want)
+    assert np.all(got[u == 0] == 0)
+    np.testing.assert_array_equal(u, u_before)
+
+
+@uses_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sgd_update_piece(pieces, dtype):
+    rng = np.random.default_rng(7)
+    P, grad = (rng.standard_normal((7, 6)).astype(dtype) for _ in range(2))
+    P[0, 0] = 0
+    lr = np.dtype(dtype).type(1e-2)
+    P_before = P.copy()
+    want = make_pieces(np)["sgd_update"](P, grad, lr)
+    got = pieces["sgd_update"](P, grad.copy(), lr)
+    assert got.dtype == np.dtype(dtype)
+    _close(got, want, dtype)
+    np.testing.assert_array_equal(P, P_before)
+
+
+# -- threads --------------------------------------------------------------------
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return {p["filepath"]: p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+
+@uses_numba
+def test_threads_sets_blas_and_numba_together_and_restores(numba_backend):
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    outer = min(2, numba.config.NUMBA_NUM_THREADS)
+    numba_default = numba.get_num_threads()
+    with threadpool_limits(limits=2, user_api="blas"):
+        numba.set_num_threads(outer)
+        try:
+            blas_before = _blas_threads()
+            with numba_backend.threads(1) as info:
+                assert numba.get_num_threads() == 1
+                assert set(_blas_threads().values()) == {1}
+                assert info == {"blas": [1], "numba": 1}
+            assert numba.get_num_threads() == outer
+            after = _blas_threads()
+            assert {p: after[p] for p in blas_before} == blas_before
+        finally:
+            numba.set_num_threads(numba_default)
+
+
+_FIRST_MATMUL_INSIDE = """
+import json
+import numba, numpy as np
+from threadpoolctl import threadpool_info
+import backends
+
+with backends.get("numba").threads(1):
+    numba.njit(lambda a, b: a @ b)(np.ones((2, 2)), np.ones((2, 2)))  # Numba's BLAS in use
+    print(json.dumps({p["filepath"]: p["num_threads"] for p in threadpool_info()
+                      if p["user_api"] == "blas"}))
+"""
+
+
+@uses_numba
+def test_threads_limit_the_blas_numba_calls_even_when_first_used_inside():
+    """Numba's ``@`` calls SciPy's BLAS, which numpy alone does not load: it must be limited too."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", _FIRST_MATMUL_INSIDE], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    blas = json.loads(done.stdout.strip().splitlines()[-1])
+    assert blas and set(blas.values()) == {1}, blas
+
+
+@uses_numba
+def test_threads_beyond_numba_pool_reports_what_is_used(numba_backend):
+    import numba
+
+    n = numba.config.NUMBA_NUM_THREADS + 1
+    with numba_backend.threads(n) as info:
+        assert info["numba"] == numba.config.NUMBA_NUM_THREADS
+        assert info["blas"] == [n]
+
+
+@uses_numba
+def test_threads_none_changes_nothing(numba_backend):
+    import numba
+
+    before = (numba.get_num_threads(), _blas_threads())
+    with numba_backend.threads(None) as info:
+        assert (numba.get_num_threads(), _blas_threads()) == before
+        assert info["numba"] == before[0]
+
+
+# -- compilation cache ----------------------------------------------------------
+
+_COMPILE_SCRIPT = """
+import json, time
+import numpy as np
+import backends
+from kernels import make_step
+from mlpbench.problem import make_inputs
+
+backend = backends.get("numba")
+stats = {}
+for dtype in ("float64", "float32"):
+    arrays = make_inputs(3, 7, 5, 2, dtype=dtype, seed=0)
+    step = backend.prepare(make_step, lr=1e-3, dtype=dtype)
+    start = time.perf_counter()
+    step(arrays["x"], arrays["t"], arrays["W"], arrays["S"])
+    stats[dtype] = time.perf_counter() - start
+s = step.train_step.stats
+print(json.dumps({"hits": sum(s.cache_hits.values()), "misses": sum(s.cache_misses.values()),
+                  "seconds": stats}))
+"""
+
+
+def _fresh_process(cache_dir: Path) -> dict:
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)}
+    done = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@uses_numba
+def test_second_process_loads_the_step_from_the_cache(tmp_path):
+    first = _fresh_process(tmp_path)
+    assert first == {**first, "hits": 0, "misses": 2}
+    assert list(tmp_path.rglob("*train_step*.nbi")), "no cache index for the step was written"
+    second = _fresh_process(tmp_path)
+    assert second == {**second, "hits": 2, "misses": 0}, "the second process compiled again"
+
+
+@uses_numba
+def test_cache_keys_follow_the_closure(pieces):
+    """The same step built twice shares its key; a step over other pieces never does (numba #6093)."""
+    from backends._numba_pieces import stable_njit
+
+    first = make_step(np, jit=stable_njit, **pieces).train_step
+    again = make_step(np, jit=stable_njit, **pieces).train_step
+    reference_update = {k: v for k, v in pieces.items() if k != "sgd_update"}
+    other = make_step(np, jit=stable_njit, **reference_update).train_step
+    assert first is not again
+    assert first._uuid == again._uuid != other._uuid
+
+
+# -- without numba ----------------------------------------------------------------
+
+def test_unavailable_without_numba_says_how_to_install():
+    code = ("import sys; sys.modules['numba'] = None\n"
+            "import backends\n"
+            "ok, why = backends.get('numba').available()\n"
+            "print(ok); print(why)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    ok, why = done.stdout.splitlines()[:2]
+    assert ok == "False"
+    assert "pip install 'mlpbench[numba]'" in why
