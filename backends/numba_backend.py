@@ -86,7 +86,7 @@ class NumbaBackend(Backend):
 
         _load_blas()
         before = numba.get_num_threads()
-        with threadpool_limits(limits=n, user_api="blas"):
+        with threadpool_limits(limits=n):
             if n is not None:
                 # Numba's pool cannot grow past NUMBA_NUM_THREADS; the info says what was used.
                 numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
