@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 import backends
 from kernels import make_step, step_flops
+from mlpbench import measure  # not "import time_blocks": asv would take it for a benchmark
 from mlpbench.problem import make_inputs, to_backend
 
 __all__ = ["GRIDS", "LR", "N_IN", "N_OUT", "Point", "StepBenchmark", "backend_names",
@@ -92,22 +93,14 @@ class Point:
         self.W, self.S, self.loss = self.step(self.x, self.t, self.W, self.S)
 
     def seconds_per_step(self, *, min_time: float = 0.1, blocks: int = 3) -> float:
-        """Median over ``blocks`` timed blocks of n steps, each lasting ``min_time`` at least."""
-        n = 1
-        while True:
-            elapsed = self._time_block(n)
-            if elapsed >= min_time:
-                break
-            n = max(n + 1, int(n * min(10.0, 1.2 * min_time / max(elapsed, 1e-9))))
-        samples = [elapsed] + [self._time_block(n) for _ in range(blocks - 1)]
-        return statistics.median(samples) / n
+        """Median over ``blocks`` timed blocks of back-to-back steps (``mlpbench.measure``)."""
+        def run(n: int) -> None:
+            for _ in range(n):
+                self.train_step()
 
-    def _time_block(self, n: int) -> float:
-        started = time.perf_counter()
-        for _ in range(n):
-            self.train_step()
-        self.backend.synchronize()  # a device block ends when the device is done
-        return time.perf_counter() - started
+        timed = measure.time_blocks(run, self.backend.synchronize, min_time=min_time,
+                                    repeat=blocks)
+        return statistics.median(timed.seconds) / timed.n
 
 
 # The last point set up in this process. asv_runner >= 0.3 reruns setup before every sample;

@@ -1,22 +1,21 @@
 """Bench result files (schema "mlpbench.bench/1"): environment, atomic writes, loading, checking."""
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import math
 import os
 import platform
 import sys
-import tempfile
 from typing import Any, Iterable
 
 from mlpbench.errors import UsageError
+from mlpbench.files import write_atomic
 
 __all__ = [
     "ENVIRONMENT_KEYS", "KEY_FIELDS", "RESULT_KEYS", "SCHEMA", "STATUSES", "ResultsError",
-    "check_writable", "command_line", "environment", "load_results", "make_result", "new_results",
-    "now", "point_key", "validate_results", "write_atomic",
+    "command_line", "environment", "load_results", "make_result", "new_results",
+    "now", "point_key", "validate_results", "write_results",
 ]
 
 SCHEMA = "mlpbench.bench/1"
@@ -157,42 +156,14 @@ def load_results(path: str) -> dict:
     return validate_results(data, path)
 
 
-def check_writable(path: str, flag: str) -> None:
-    """Fail before any work if ``path`` cannot be written (by trying, in its folder)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise UsageError(f"cannot write {flag} {path!r}: it is a directory")
-    if not os.path.isdir(folder):
-        raise UsageError(f"cannot write {flag} {path!r}: folder {folder!r} does not exist")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise UsageError(f"cannot write {flag} {path!r}: permission denied")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".mlpbench-", suffix=".tmp")
-    except OSError as exc:
-        raise UsageError(f"cannot write {flag} {path!r}: cannot create a file in {folder!r} "
-                         f"({exc.strerror})") from None
-    os.close(fd)
-    os.unlink(tmp)
+def write_results(path: str, data: dict) -> None:
+    """Write a results file atomically (see ``mlpbench.files.write_atomic``)."""
 
+    def write(f) -> None:
+        json.dump(data, f, indent=1, allow_nan=False)
+        f.write("\n")
 
-def write_atomic(path: str, data: dict) -> None:
-    """Write JSON to a temporary file in the same folder, then rename it over ``path``.
-
-    A reader (or a run killed half-way) sees the old file or the new one, never a mix.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".mlpbench-", suffix=".json.tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, write)
 
 
 def command_line(argv: list[str] | None = None) -> list[str]:

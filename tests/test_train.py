@@ -1,6 +1,8 @@
 """`mlpbench train`: the original loop's output, and a replay of its saved run with plain numpy."""
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 
@@ -101,3 +103,14 @@ def test_same_seed_same_data_other_seed_other_data(tmp_path):
 def test_threads_flag_is_applied_and_reported(capsys):
     assert main(["train", "--steps", "2", "--threads", "1", "--batch-size", "2"]) == 0
     assert "threads: blas 1" in capsys.readouterr().err
+
+
+def test_saved_file_has_the_permissions_of_a_plain_new_file(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "run.npz"
+        assert main(["train", "--steps", "1", "--batch-size", "2", "--save", str(path)]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]  # no temporary left behind

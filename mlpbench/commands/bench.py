@@ -31,8 +31,9 @@ from mlpbench.measure import PointTimeout, measure_step, peak_matmul_gflops, per
 from mlpbench.options import (DTYPES, add_threads, comma_list, dtype, non_negative_int,
                               positive_float, positive_int, resolve_backends)
 from mlpbench.problem import check_memory, make_inputs, to_backend
-from mlpbench.results import (check_writable, command_line, environment, load_results,
-                              make_result, new_results, now, point_key, write_atomic)
+from mlpbench.files import check_writable
+from mlpbench.results import (command_line, environment, load_results, make_result, new_results,
+                              now, point_key, write_results)
 
 __all__ = ["DEFAULT_BATCH_SIZES", "DEFAULT_HIDDEN", "QUICK", "QUICK_BACKENDS", "add_arguments",
            "bench_lr", "measure_peak", "measure_point", "plan_points", "run"]
@@ -242,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
 
     def save() -> None:
         if s.output:
-            write_atomic(s.output, doc)
+            write_results(s.output, doc)
 
     save()
     failed = False

@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 from kernels import make_step
 from kernels.problem import INITS
-from mlpbench.errors import UsageError
+from mlpbench.files import check_writable, write_atomic
 from mlpbench.options import (add_threads, dtype, format_threads, learning_rate, non_negative_int,
                               positive_int, resolve_backend)
 from mlpbench.problem import check_memory, make_inputs, to_backend
@@ -55,35 +53,11 @@ def _settings(args: argparse.Namespace) -> dict:
     return settings
 
 
-def _check_writable(path: str) -> None:
-    """Fail before any work if ``path`` cannot be written."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise UsageError(f"cannot write --save {path!r}: it is a directory")
-    if not os.path.isdir(folder):
-        raise UsageError(f"cannot write --save {path!r}: folder {folder!r} does not exist")
-    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise UsageError(f"cannot write --save {path!r}: permission denied")
-
-
-def save_run(path: str, **arrays: np.ndarray) -> None:
-    """Write an npz atomically, under exactly the name given (numpy would append .npz to a name)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".mlpbench-", suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def run(args: argparse.Namespace) -> int:
     s = _settings(args)
     backend = resolve_backend(args.backend)
     if args.save:
-        _check_writable(args.save)
+        check_writable(args.save, "--save")
     check_memory(s["batch_size"], s["n_in"], s["hidden"], s["n_out"], s["dtype"])
     inputs = make_inputs(s["batch_size"], s["n_in"], s["hidden"], s["n_out"], dtype=s["dtype"],
                          seed=args.seed, init=s["init"])
@@ -108,14 +82,18 @@ def run(args: argparse.Namespace) -> int:
         elapsed = time.perf_counter() - start
     diverged = not math.isfinite(losses[-1])
     if args.save:
-        save_run(args.save, x=inputs["x"], t=inputs["t"], W0=inputs["W"], S0=inputs["S"],
-                 W=backend.to_numpy(W), S=backend.to_numpy(S),
-                 loss=np.array(losses, dtype=np.float64), lr=np.array(s["lr"], dtype=s["dtype"]))
+        arrays = dict(x=inputs["x"], t=inputs["t"], W0=inputs["W"], S0=inputs["S"],
+                      W=backend.to_numpy(W), S=backend.to_numpy(S),
+                      loss=np.array(losses, dtype=np.float64),
+                      lr=np.array(s["lr"], dtype=s["dtype"]))
+        # Through a file object: numpy would append .npz to a name without it.
+        write_atomic(args.save, lambda f: np.savez(f, **arrays), binary=True)
     steps_done = len(losses)
     per_step = (elapsed - compile_s) / (steps_done - 1) if steps_done > 1 else float("nan")
     print(f"mlpbench train: {backend.name} {s['dtype']} batch {s['batch_size']} n_in {s['n_in']} "
-          f"hidden {s['hidden']} n_out {s['n_out']}; threads: {format_threads(threads)}; first step (compile) "
-          f"{compile_s:.3f} s; {per_step * 1e3:.3f} ms/step over the other {steps_done - 1} steps",
+          f"hidden {s['hidden']} n_out {s['n_out']}; threads: {format_threads(threads)}; "
+          f"first step (compile) {compile_s:.3f} s; {per_step * 1e3:.3f} ms/step over the other "
+          f"{steps_done - 1} steps",
           file=sys.stderr)
     if diverged:
         print(f"mlpbench train: the loss became {losses[-1]} at step {steps_done - 1} (diverged); "
