@@ -116,6 +116,23 @@ def relu_backward(u, grad_h):
 
 
 @stable_njit
+def weight_gradient(a, grad_out):
+    """a.T @ grad_out; for a batch of one, the outer product written in one pass.
+
+    A rank-1 product through BLAS (gemm with k = 1) was 4-7x slower than this loop at
+    n_in 1000 x hidden 1024 on a 2-core machine; from two rows on, BLAS is as fast or faster.
+    """
+    if a.shape[0] != 1:
+        return a.T @ grad_out
+    out = np.empty((a.shape[1], grad_out.shape[1]), dtype=a.dtype)
+    for i in range(a.shape[1]):
+        a_i = a[0, i]
+        for j in range(grad_out.shape[1]):
+            out[i, j] = a_i * grad_out[0, j]
+    return out
+
+
+@stable_njit
 def sgd_update(P, grad, lr):
     """P - lr * grad, written over grad (a temporary of the step) and returned; P is not touched."""
     for i in range(P.shape[0]):
@@ -129,5 +146,6 @@ PIECES = {
     "forward": forward,
     "loss_and_grad": loss_and_grad,
     "relu_backward": relu_backward,
+    "weight_gradient": weight_gradient,
     "sgd_update": sgd_update,
 }

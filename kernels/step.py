@@ -17,7 +17,7 @@ from typing import Any, Callable, NamedTuple
 __all__ = ["PIECES", "Step", "make_pieces", "make_step"]
 
 #: Named pieces of the step a backend may replace by a faster equivalent.
-PIECES = ("forward", "loss_and_grad", "relu_backward", "sgd_update")
+PIECES = ("forward", "loss_and_grad", "relu_backward", "weight_gradient", "sgd_update")
 
 
 def make_pieces(xp: Any) -> dict[str, Callable]:
@@ -36,6 +36,10 @@ def make_pieces(xp: Any) -> dict[str, Callable]:
     def relu_backward(u, grad_h):
         return xp.where(u > 0, grad_h, xp.zeros_like(grad_h))
 
+    def weight_gradient(a, grad_out):
+        # A layer's weight gradient from its input and its output's gradient.
+        return a.T @ grad_out
+
     def sgd_update(P, grad, lr):
         return P - lr * grad
 
@@ -43,6 +47,7 @@ def make_pieces(xp: Any) -> dict[str, Callable]:
         "forward": forward,
         "loss_and_grad": loss_and_grad,
         "relu_backward": relu_backward,
+        "weight_gradient": weight_gradient,
         "sgd_update": sgd_update,
     }
 
@@ -73,15 +78,16 @@ def make_step(xp: Any, *, jit: Callable = _identity, **replace: Callable) -> Ste
     forward = pieces["forward"]
     loss_and_grad = pieces["loss_and_grad"]
     relu_backward = pieces["relu_backward"]
+    weight_gradient = pieces["weight_gradient"]
     sgd_update = pieces["sgd_update"]
 
     def gradients(x, t, W, S):
         u, h, y = forward(x, W, S)
         loss, grad_y = loss_and_grad(y, t)
-        grad_S = h.T @ grad_y
+        grad_S = weight_gradient(h, grad_y)
         grad_h = grad_y @ S.T
         grad_u = relu_backward(u, grad_h)
-        grad_W = x.T @ grad_u
+        grad_W = weight_gradient(x, grad_u)
         return loss, grad_W, grad_S
 
     gradients = jit(gradients)

@@ -183,6 +183,20 @@ def test_sgd_update_piece(pieces, dtype):
     np.testing.assert_array_equal(P, P_before)
 
 
+@uses_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_weight_gradient_piece(pieces, dtype, batch_size):
+    _, _, _, _, u = _piece_inputs(dtype)  # relu zeros in the input, as h has them
+    a = np.maximum(u[:batch_size], 0)
+    grad_out = np.random.default_rng(8).standard_normal((batch_size, 4)).astype(dtype)
+    got = pieces["weight_gradient"](a, grad_out)
+    want = make_pieces(np)["weight_gradient"](a, grad_out)
+    assert got.dtype == np.dtype(dtype) and got.shape == want.shape
+    _close(got, want, dtype)
+    assert np.all(got[0] == 0)  # u[:, 0] == 0: no gradient through that unit, exactly
+
+
 # -- threads --------------------------------------------------------------------
 
 def _blas_threads():
