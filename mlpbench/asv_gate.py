@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -285,3 +286,44 @@ def run_continuous(asv: list[str], root: Path, base: str, head: str, *, factor: 
             lines.append(line)
         sys.stdout.flush()
     return proc.returncode, "".join(lines)
+
+
+# -- a scratch history of the working tree, for the gate's tests and its noise measurement ------
+
+#: What CI's gate measures (scripts/ci-benchmarks.sh): numpy, the quick grid, one thread.
+CI_GATE_ENVIRONMENT = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                       "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1",
+                       "MLPBENCH_BACKENDS": "numpy", "MLPBENCH_GRID": "quick"}
+
+
+def shared_env_dir() -> Path:
+    """asv's environments shared between runs on this machine, so only the first installs."""
+    return Path(os.environ.get("MLPBENCH_ASV_ENV_DIR")
+                or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
+                / "mlpbench" / "asv-env")
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` (with an identity for commits); its stdout."""
+    return subprocess.run(["git", "-c", "user.name=mlpbench", "-c", "user.email=mlpbench@localhost",
+                           *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def snapshot_repository(source: Path, target: Path, env_dir: Path) -> dict[str, str]:
+    """Make ``target`` a git repository of ``source``'s working tree (tracked files and untracked
+    ones git does not ignore), committed as "base" and again, unchanged, as "identical"; its
+    ``.asv/env`` links to ``env_dir``. Returns the two commits."""
+    files = git(source, "ls-files", "-co", "--exclude-standard", "-z").split("\0")
+    for name in filter(None, files):
+        if (source / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / name, target / name)
+    git(target, "init", "-q", "-b", "main")
+    git(target, "add", "-A")
+    git(target, "commit", "-q", "-m", "base")
+    git(target, "commit", "-q", "--allow-empty", "-m", "identical code")
+    (target / ".asv").mkdir()
+    env_dir.mkdir(parents=True, exist_ok=True)
+    (target / ".asv" / "env").symlink_to(env_dir, target_is_directory=True)
+    return {"base": git(target, "rev-parse", "HEAD~1").strip(),
+            "identical": git(target, "rev-parse", "HEAD").strip()}

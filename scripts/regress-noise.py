@@ -30,32 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from mlpbench import asv_gate  # noqa: E402  (after the path is set)
 
-GATE_ENVIRONMENT = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                    "NUMBA_NUM_THREADS": "1", "MLPBENCH_BACKENDS": "numpy",
-                    "MLPBENCH_GRID": "quick"}
+GATE_ENVIRONMENT = asv_gate.CI_GATE_ENVIRONMENT
 OTHER_FACTORS = (1.1, 1.2, 1.3, 1.5, 2.0)
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout
-
-
-def snapshot(source: Path, target: Path, env_dir: Path) -> None:
-    """``target``: a git repository of ``source``'s working tree, then an identical commit."""
-    files = git(source, "ls-files", "-co", "--exclude-standard", "-z").split("\0")
-    for name in filter(None, files):
-        if (source / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / name, target / name)
-    git(target, "init", "-q", "-b", "main")
-    git(target, "add", "-A")
-    for message in ("base", "identical code"):
-        git(target, "-c", "user.name=noise", "-c", "user.email=noise@localhost",
-            "commit", "-q", "--allow-empty", "-m", message)
-    (target / ".asv").mkdir()
-    env_dir.mkdir(parents=True, exist_ok=True)
-    (target / ".asv" / "env").symlink_to(env_dir, target_is_directory=True)
 
 
 def short(name: str) -> str:
@@ -69,10 +45,7 @@ def main() -> int:
     parser.add_argument("--factor", type=float, default=asv_gate.DEFAULT_FACTOR)
     parser.add_argument("--bench", default=None, metavar="REGEX",
                         help="passed to mlpbench regress --bench")
-    parser.add_argument("--env-dir", type=Path, default=Path(
-                        os.environ.get("MLPBENCH_ASV_ENV_DIR")
-                        or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
-                        / "mlpbench" / "asv-env"),
+    parser.add_argument("--env-dir", type=Path, default=asv_gate.shared_env_dir(),
                         help="asv's env_dir, shared between runs (default %(default)s)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary repository")
     args = parser.parse_args()
@@ -85,7 +58,7 @@ def main() -> int:
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start", flush=True)
 
     target = Path(tempfile.mkdtemp(prefix="mlpbench-noise-"))
-    snapshot(ROOT, target, args.env_dir)
+    asv_gate.snapshot_repository(ROOT, target, args.env_dir)
     command = [sys.executable, "-m", "mlpbench", "regress", "--base", "HEAD~1", "--head", "HEAD",
                "--factor", str(args.factor)]
     if args.bench:

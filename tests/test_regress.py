@@ -252,22 +252,15 @@ def test_asv_missing_is_one_line(monkeypatch):
 
 # -- real asv runs between commits (slow) ------------------------------------------------
 
-#: asv's environments, shared between runs so that only the first installs anything.
-ENV_DIR = Path(os.environ.get("MLPBENCH_ASV_ENV_DIR")
-               or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
-               / "mlpbench" / "asv-env")
-#: What CI's gate measures (scripts/ci-benchmarks.sh): numpy, the quick grid, one thread.
-GATE_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            "NUMBA_NUM_THREADS": "1", "MLPBENCH_BACKENDS": "numpy", "MLPBENCH_GRID": "quick"}
+ENV_DIR = asv_gate.shared_env_dir()
+GATE_ENV = asv_gate.CI_GATE_ENVIRONMENT
 GATE_BENCH = "float32"
 FORWARD = "        u, h, y = forward(x, W, S)\n"
 SLOWER_FORWARD = ("        for _ in range(5):  # deliberately slower: the forward pass five times\n"
                   "            u, h, y = forward(x, W, S)\n")
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@localhost",
-                           *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+git = asv_gate.git
 
 
 @pytest.fixture(scope="module")
@@ -279,17 +272,7 @@ def history(tmp_path_factory):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{module} is not installed (pip install 'mlpbench[asv]')")
     repo = tmp_path_factory.mktemp("gate")
-    files = git(ROOT, "ls-files", "-co", "--exclude-standard", "-z").split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "base")
-    git(repo, "commit", "-q", "--allow-empty", "-m", "identical code")
-    commits = {"base": git(repo, "rev-parse", "HEAD~1").strip(),
-               "identical": git(repo, "rev-parse", "HEAD").strip()}
+    commits = asv_gate.snapshot_repository(ROOT, repo, ENV_DIR)
 
     step = repo / "kernels" / "step.py"
     assert step.read_text().count(FORWARD) == 1, "kernels/step.py changed: update FORWARD"
@@ -304,10 +287,6 @@ def history(tmp_path_factory):
     git(repo, "commit", "-q", "-am", "a broken pyproject.toml")
     commits["broken"] = git(repo, "rev-parse", "HEAD").strip()
     git(repo, "switch", "-q", "main")  # asv reads the working tree's pyproject.toml
-
-    (repo / ".asv").mkdir()
-    ENV_DIR.mkdir(parents=True, exist_ok=True)
-    (repo / ".asv" / "env").symlink_to(ENV_DIR, target_is_directory=True)
     return repo, commits
 
 
