@@ -43,10 +43,26 @@ if ! grep -Eq '[[:space:]]ok[[:space:]]*$' "$log"; then
     exit 1
 fi
 
-echo "== regression gate: HEAD against HEAD~1 (numpy, quick grid, float32)"
+echo "== regression gate: HEAD against HEAD~1 (numpy, batch 64, hidden 100, float32)"
 if ! git rev-parse --verify --quiet 'HEAD~1^{commit}' > /dev/null; then
     echo "ci-benchmarks: no previous commit here (a shallow clone?); the gate needs HEAD~1" >&2
     exit 2
 fi
-MLPBENCH_BACKENDS=numpy MLPBENCH_GRID=quick \
-    "$PYTHON" -m mlpbench regress --base HEAD~1 --head HEAD --bench float32
+# The gate's subset: numpy, batch 64, float32, the steadiest point on a 2-core machine (batch 1
+# fits the cache only while nothing runs beside it; float64 at batch 64 can switch between two
+# speeds with the allocator's state). A regression must show in two gate runs: a real slowdown
+# beyond the factor repeats, noise seldom does (one false 1.6x at batch 1 was seen in a CI run).
+gate() {
+    MLPBENCH_BACKENDS=numpy MLPBENCH_GRID=quick \
+        "$PYTHON" -m mlpbench regress --base HEAD~1 --head HEAD --bench "'numpy', 64, 100, 'float32'"
+}
+set +e
+gate
+status=$?
+if [ "$status" -eq 1 ]; then
+    echo "== the gate reported a regression: measuring again to confirm"
+    gate
+    status=$?
+fi
+set -e
+exit "$status"
