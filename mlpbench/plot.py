@@ -6,7 +6,7 @@ from typing import Any
 
 from backends import REFERENCE
 from mlpbench.errors import UsageError
-from mlpbench.report import _backend_order, speedups
+from mlpbench.report import backend_order, speedups
 
 __all__ = ["plot_results", "require_matplotlib"]
 
@@ -39,7 +39,7 @@ def _lines(fig: Any, ok: list[dict]) -> None:
     dtypes = sorted({r["dtype"] for r in ok})
     hiddens = sorted({r["hidden"] for r in ok})
     batch_sizes = sorted({r["batch_size"] for r in ok})
-    names = sorted({r["backend"] for r in ok}, key=_backend_order)
+    names = sorted({r["backend"] for r in ok}, key=backend_order)
     colours = {n: f"C{i % 10}" for i, n in enumerate(names)}
     axes = fig.subplots(len(dtypes), len(hiddens), sharex=True, sharey=True, squeeze=False)
     for i, dtype in enumerate(dtypes):
@@ -72,7 +72,7 @@ def _heatmap(fig: Any, ok: list[dict]) -> None:
 
     ratio = speedups(ok)
     points = sorted({(r["dtype"], r["hidden"], r["batch_size"]) for r in ok})
-    names = [n for n in sorted({r["backend"] for r in ok}, key=_backend_order)
+    names = [n for n in sorted({r["backend"] for r in ok}, key=backend_order)
              if n != REFERENCE] or [REFERENCE]
     cells = np.full((len(names), len(points)), np.nan)
     for r in ok:

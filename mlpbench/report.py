@@ -8,7 +8,7 @@ from typing import Iterable
 import backends
 from mlpbench.results import STATUSES
 
-__all__ = ["format_bench", "format_rate", "format_seconds", "speedups"]
+__all__ = ["backend_order", "format_bench", "format_rate", "format_seconds", "speedups"]
 
 _GROUP = ("batch_size", "hidden", "n_in", "n_out", "threads")
 
@@ -30,7 +30,7 @@ def format_rate(value: float | None) -> str:
     return f"{value:,.0f}" if value >= 1000 else f"{value:.3g}"
 
 
-def _backend_order(name: str) -> tuple[int, str]:
+def backend_order(name: str) -> tuple[int, str]:
     known = backends.names()
     return (known.index(name), name) if name in known else (len(known), name)
 
@@ -92,7 +92,7 @@ def format_bench(doc: dict, *, skipped: int = 0) -> str:
         lines.append(f"batch {batch_size}, hidden {hidden}  (n_in {n_in}, n_out {n_out}, "
                      f"threads {threads}{size})")
         lines.append(header)
-        rows = sorted(groups[key], key=lambda r: (r["dtype"], _backend_order(r["backend"])))
+        rows = sorted(groups[key], key=lambda r: (r["dtype"], backend_order(r["backend"])))
         lines.extend(_row(r, ratio.get(id(r)), width) for r in rows)
         lines.append("")
     counts = Counter(r["status"] for r in results)
@@ -103,7 +103,7 @@ def format_bench(doc: dict, *, skipped: int = 0) -> str:
                  "peak: GFLOP/s over the matmul peak below.")
     if doc.get("peak_gflops"):
         ordered = sorted(doc["peak_gflops"].items(),
-                         key=lambda kv: (_backend_order(kv[0].split("/")[0]), kv[0]))
+                         key=lambda kv: (backend_order(kv[0].split("/")[0]), kv[0]))
         peaks = ", ".join(f"{k} {v:.4g}" for k, v in ordered)
         lines.append(textwrap.fill(
             f"peak matmul GFLOP/s (a large square matmul through each backend): {peaks}", 100))

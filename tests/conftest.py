@@ -50,6 +50,18 @@ def backend(request: pytest.FixtureRequest) -> backends.Backend:
     return skip_unless_available(request.param)
 
 
+@pytest.fixture
+def register_backend(monkeypatch: pytest.MonkeyPatch):
+    """Register a (fake) backend instance under its name, for this test only."""
+
+    def register(backend: backends.Backend) -> backends.Backend:
+        monkeypatch.setitem(backends._REGISTRY, backend.name, "unused:Unused")
+        monkeypatch.setitem(backends._instances, backend.name, backend)
+        return backend
+
+    return register
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     chosen = config.getoption("backend")
     if not chosen:

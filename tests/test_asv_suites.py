@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import backends
-from backends.base import Backend
+from helpers import MissingLibraryBackend
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,24 +110,13 @@ def test_params_follow_the_environment_at_import():
                                          for k in ("batch_size", "hidden", "dtype")]]
 
 
-class _Unavailable(Backend):
-    """A fake backend for testing the suite's skip: its library is never there."""
-
-    name = "fake-unavailable"
-    library = "fake-library"
-    install_hint = "nothing to install: this backend is a test fake"
-
-    def _import(self):
-        raise ImportError("No module named 'fake_library'")
-
-
 @pytest.fixture
-def fake_registry(monkeypatch):
+def fake_registry(monkeypatch, register_backend):
     """Two fake entries: a backend whose module is not written, and one that is unavailable."""
     monkeypatch.setitem(backends._REGISTRY, "fake-missing-module",
                         "backends.fake_missing_backend:FakeBackend")
-    monkeypatch.setitem(backends._REGISTRY, "fake-unavailable", "unused:Unused")
-    monkeypatch.setitem(backends._instances, "fake-unavailable", _Unavailable())
+    register_backend(MissingLibraryBackend("fake-unavailable", "fake-library",
+                                           "nothing to install: this backend is a test fake"))
 
 
 @pytest.mark.parametrize("name", ["fake-missing-module", "fake-unavailable"])

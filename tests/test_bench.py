@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import backends
 from backends.base import Backend
 from kernels import make_step
+from helpers import assert_one_line_error
 from mlpbench.cli import main
 from mlpbench.commands.bench import plan_points
 from mlpbench.measure import Measurement, measure_step
@@ -45,15 +45,6 @@ def run_cli(capsys, *argv):
     code = main([str(a) for a in argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-def assert_one_line_error(code, err, *fragments):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def strict_json(path):
@@ -110,13 +101,10 @@ class FakeBackend(Backend):
 
 
 @pytest.fixture
-def install_fake(monkeypatch):
+def install_fake(register_backend):
     """Register a FakeBackend as 'fake' for this test only."""
     def install(**options):
-        fake = FakeBackend(**options)
-        monkeypatch.setitem(backends._REGISTRY, "fake", "unused:Unused")
-        monkeypatch.setitem(backends._instances, "fake", fake)
-        return fake
+        return register_backend(FakeBackend(**options))
 
     return install
 

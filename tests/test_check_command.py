@@ -42,9 +42,8 @@ class _Widening(NumpyBackend):
 
 
 @pytest.mark.parametrize("fake, verdict", [(_WrongStep, "FAIL"), (_Widening, "FAIL (dtype)")])
-def test_check_fails_on_a_mismatch(monkeypatch, capsys, fake, verdict):
-    monkeypatch.setitem(backends._REGISTRY, fake.name, "unused:Unused")
-    monkeypatch.setitem(backends._instances, fake.name, fake())
+def test_check_fails_on_a_mismatch(register_backend, capsys, fake, verdict):
+    register_backend(fake())
     assert main(["check", "--backend", fake.name]) == 1
     out = capsys.readouterr().out
     assert verdict in out

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import backends
-from backends.base import Backend
+from helpers import MissingLibraryBackend, assert_one_line_error
 from mlpbench.cli import main
 
 
@@ -19,31 +19,10 @@ def run_cli(capsys, *argv):
     return exc.value.code, captured.out, captured.err
 
 
-def assert_one_line_error(code, err, *fragments, status=2):
-    assert code == status, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
-class _MissingBackend(Backend):
-    """A fake backend whose library is missing, for testing the harness's error path."""
-
-    name = "fake-missing"
-    library = "fake-missing-lib"
-    install_hint = "pip install 'mlpbench[fake]'"
-
-    def _import(self):
-        raise ImportError("No module named 'fake_missing_lib'")
-
-
 @pytest.fixture
-def missing_backend(monkeypatch):
-    monkeypatch.setitem(backends._REGISTRY, "fake-missing", "unused:Unused")
-    monkeypatch.setitem(backends._instances, "fake-missing", _MissingBackend())
-    return "fake-missing"
+def missing_backend(register_backend):
+    return register_backend(MissingLibraryBackend(
+        "fake-missing", "fake-missing-lib", "pip install 'mlpbench[fake]'")).name
 
 
 @pytest.mark.parametrize("command", ["train", "check"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from mlpbench.report import _backend_order, format_rate
+from mlpbench.report import backend_order, format_rate
 from mlpbench.results import KEY_FIELDS, load_results, point_key
 
 __all__ = ["add_arguments", "match", "run"]
@@ -32,7 +32,7 @@ def match(a: dict, b: dict) -> tuple[list[tuple[dict, dict]], list[dict], list[d
 
 def _order(r: dict) -> tuple:
     return (r["n_in"], r["n_out"], r["hidden"], r["batch_size"], r["dtype"],
-            _backend_order(r["backend"]), -1 if r["threads"] is None else r["threads"])
+            backend_order(r["backend"]), -1 if r["threads"] is None else r["threads"])
 
 
 def _describe(r: dict) -> str:
