@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from backends.base import Backend, PreparedStep
 
-__all__ = ["LAUNCHES", "CupyBackend", "DeviceTimer", "fused_pieces"]
+__all__ = ["LAUNCHES", "CupyBackend", "DeviceTimer", "fused_kernels", "fused_pieces"]
 
 #: Launches of one fused step, by construction: one per cuBLAS call or CuPy kernel.
 #: (cuBLAS may split one call into more than one kernel, split-K say; it is counted once.)
@@ -57,24 +57,38 @@ def _cupy_distribution() -> str:
 
 
 @functools.lru_cache(maxsize=None)
+def fused_kernels(cupy: Any) -> dict[str, Any]:
+    """The CuPy kernels of the fused pieces, by name (compiled by CuPy at their first call).
+
+    ``u < 0 ? 0 : u`` keeps a NaN at the relu, as ``maximum`` does, so a diverged run
+    still shows in the loss.
+    """
+    return {
+        "relu": cupy.ElementwiseKernel(
+            "T u", "T h", "h = u < (T)0 ? (T)0 : u", "mlpbench_relu"),
+        "grad_y": cupy.ElementwiseKernel(
+            "T y, T t", "T grad_y", "T d = y - t; grad_y = d + d", "mlpbench_grad_y"),
+        "squared_sum": cupy.ReductionKernel(
+            "T y, T t", "T loss", "(y - t) * (y - t)", "a + b", "loss = a", "0",
+            "mlpbench_loss"),
+        "mask": cupy.ElementwiseKernel(
+            "T u, T grad_h", "T grad_u", "grad_u = u > (T)0 ? grad_h : (T)0",
+            "mlpbench_relu_backward"),
+        "update": cupy.ElementwiseKernel(
+            "T P, T grad, T lr", "T P_new", "P_new = P - lr * grad", "mlpbench_sgd_update"),
+    }
+
+
+@functools.lru_cache(maxsize=None)
 def fused_pieces(cupy: Any) -> dict[str, Callable]:
     """Replacements for the step's elementwise pieces, one CuPy kernel per output.
 
     Same formulas and sequence as ``kernels.step``; ``lr`` is a 0-d device array in the
-    arrays' dtype. ``u < 0 ? 0 : u`` keeps a NaN at the relu, as ``maximum`` does, so a
-    diverged run still shows in the loss.
+    arrays' dtype.
     """
-    relu = cupy.ElementwiseKernel(
-        "T u", "T h", "h = u < (T)0 ? (T)0 : u", "mlpbench_relu")
-    grad_y = cupy.ElementwiseKernel(
-        "T y, T t", "T grad_y", "T d = y - t; grad_y = d + d", "mlpbench_grad_y")
-    squared_sum = cupy.ReductionKernel(
-        "T y, T t", "T loss", "(y - t) * (y - t)", "a + b", "loss = a", "0", "mlpbench_loss")
-    mask = cupy.ElementwiseKernel(
-        "T u, T grad_h", "T grad_u", "grad_u = u > (T)0 ? grad_h : (T)0",
-        "mlpbench_relu_backward")
-    update = cupy.ElementwiseKernel(
-        "T P, T grad, T lr", "T P_new", "P_new = P - lr * grad", "mlpbench_sgd_update")
+    k = fused_kernels(cupy)
+    relu, grad_y, squared_sum, mask, update = (
+        k["relu"], k["grad_y"], k["squared_sum"], k["mask"], k["update"])
 
     def forward(x, W, S):
         u = x @ W
