@@ -141,6 +141,24 @@ def sgd_update(P, grad, lr):
     return grad
 
 
+@stable_njit
+def weight_update(P, a, grad_out, lr):
+    """P - lr * (a.T @ grad_out); for a batch of one, in one pass over P.
+
+    At a batch of one the gradient is an outer product: each element is made where it is
+    used, so the gradient is never written out and read back (two passes over a P-sized
+    array fewer). From two rows on: the BLAS product, then the update over it.
+    """
+    if a.shape[0] != 1:
+        return sgd_update(P, a.T @ grad_out, lr)
+    out = np.empty_like(P)
+    for i in range(P.shape[0]):
+        a_i = a[0, i]
+        for j in range(P.shape[1]):
+            out[i, j] = P[i, j] - lr * (a_i * grad_out[0, j])
+    return out
+
+
 #: The replaced pieces, by name, for ``make_step(numpy, jit=stable_njit, **PIECES)``.
 PIECES = {
     "forward": forward,
@@ -148,4 +166,5 @@ PIECES = {
     "relu_backward": relu_backward,
     "weight_gradient": weight_gradient,
     "sgd_update": sgd_update,
+    "weight_update": weight_update,
 }

@@ -17,7 +17,8 @@ from typing import Any, Callable, NamedTuple
 __all__ = ["PIECES", "Step", "make_pieces", "make_step"]
 
 #: Named pieces of the step a backend may replace by a faster equivalent.
-PIECES = ("forward", "loss_and_grad", "relu_backward", "weight_gradient", "sgd_update")
+PIECES = ("forward", "loss_and_grad", "relu_backward", "weight_gradient", "sgd_update",
+          "weight_update")
 
 
 def make_pieces(xp: Any) -> dict[str, Callable]:
@@ -43,12 +44,18 @@ def make_pieces(xp: Any) -> dict[str, Callable]:
     def sgd_update(P, grad, lr):
         return P - lr * grad
 
+    def weight_update(P, a, grad_out, lr):
+        # A layer's SGD update from its input and its output's gradient; replacing it lets
+        # a backend update P without writing the gradient out first.
+        return sgd_update(P, weight_gradient(a, grad_out), lr)
+
     return {
         "forward": forward,
         "loss_and_grad": loss_and_grad,
         "relu_backward": relu_backward,
         "weight_gradient": weight_gradient,
         "sgd_update": sgd_update,
+        "weight_update": weight_update,
     }
 
 
@@ -68,32 +75,42 @@ def make_step(xp: Any, *, jit: Callable = _identity, **replace: Callable) -> Ste
 
     ``jit`` wraps each reference piece and the step functions (``numba.njit``, say).
     ``replace`` maps piece names from ``PIECES`` to faster equivalents, used as given;
-    the sequence of the step stays the one written here.
+    the sequence of the step stays the one written here. ``weight_update`` is, unless
+    replaced, ``sgd_update`` of ``weight_gradient`` with the pieces in use.
     """
     unknown = set(replace) - set(PIECES)
     if unknown:
         raise ValueError(f"unknown step pieces {sorted(unknown)!r}; known: {PIECES!r}")
-    pieces = {name: jit(f) for name, f in make_pieces(xp).items() if name not in replace}
-    pieces.update(replace)
+    reference = make_pieces(xp)
+    pieces = {name: replace.get(name) or jit(reference[name]) for name in PIECES[:-1]}
     forward = pieces["forward"]
     loss_and_grad = pieces["loss_and_grad"]
     relu_backward = pieces["relu_backward"]
     weight_gradient = pieces["weight_gradient"]
     sgd_update = pieces["sgd_update"]
 
-    def gradients(x, t, W, S):
+    def weight_update(P, a, grad_out, lr):
+        # The composition of this step's pieces, replaced or not.
+        return sgd_update(P, weight_gradient(a, grad_out), lr)
+
+    weight_update = replace.get("weight_update") or jit(weight_update)
+
+    def backward(x, t, W, S):
+        # The loss and the two layers' (input, output gradient) pairs.
         u, h, y = forward(x, W, S)
         loss, grad_y = loss_and_grad(y, t)
-        grad_S = weight_gradient(h, grad_y)
         grad_h = grad_y @ S.T
         grad_u = relu_backward(u, grad_h)
-        grad_W = weight_gradient(x, grad_u)
-        return loss, grad_W, grad_S
+        return loss, grad_u, h, grad_y
 
-    gradients = jit(gradients)
+    backward = jit(backward)
+
+    def gradients(x, t, W, S):
+        loss, grad_u, h, grad_y = backward(x, t, W, S)
+        return loss, weight_gradient(x, grad_u), weight_gradient(h, grad_y)
 
     def train_step(x, t, W, S, lr):
-        loss, grad_W, grad_S = gradients(x, t, W, S)
-        return sgd_update(W, grad_W, lr), sgd_update(S, grad_S, lr), loss
+        loss, grad_u, h, grad_y = backward(x, t, W, S)
+        return weight_update(W, x, grad_u, lr), weight_update(S, h, grad_y, lr), loss
 
-    return Step(gradients, jit(train_step))
+    return Step(jit(gradients), jit(train_step))

@@ -84,16 +84,20 @@ def test_one_compiled_call_in_float32_throughout(numba_backend, pieces):
     step = numba_backend.prepare(make_step, lr=1e-3, dtype="float32")
     assert isinstance(step.train_step, numba.core.dispatcher.Dispatcher)
     train_step = step.train_step.py_func
-    gradients = dict(zip(train_step.__code__.co_freevars,
-                         (c.cell_contents for c in train_step.__closure__)))["gradients"]
-    assert isinstance(gradients, numba.core.dispatcher.Dispatcher)
+    backward = dict(zip(train_step.__code__.co_freevars,
+                        (c.cell_contents for c in train_step.__closure__)))["backward"]
+    assert isinstance(backward, numba.core.dispatcher.Dispatcher)
     x, W, S, t, u = _piece_inputs("float32")
     lr = np.float32(1e-3)
-    calls = [(train_step, (x, t, W, S, lr)), (gradients.py_func, (x, t, W, S)),
+    calls = [(train_step, (x, t, W, S, lr)), (backward.py_func, (x, t, W, S)),
+             (make_step(np, jit=_numba_pieces.stable_njit, **pieces).gradients.py_func,
+              (x, t, W, S)),
              (pieces["forward"].py_func, (x, W, S)),
              (pieces["loss_and_grad"].py_func, (x @ W @ S, t)),
              (pieces["relu_backward"].py_func, (u, u.copy())),
              (pieces["sgd_update"].py_func, (W, W.copy(), lr)),
+             (pieces["weight_update"].py_func, (W, x[:1], u[:1], lr)),
+             (pieces["weight_update"].py_func, (W, x, u, lr)),
              (_numba_pieces._pairwise_sum.py_func, (t[:, 0].copy(),))]
     for function, args in calls:
         # A fresh, uncached compilation: only it keeps the type of every variable.
@@ -195,6 +199,26 @@ def test_weight_gradient_piece(pieces, dtype, batch_size):
     assert got.dtype == np.dtype(dtype) and got.shape == want.shape
     _close(got, want, dtype)
     assert np.all(got[0] == 0)  # u[:, 0] == 0: no gradient through that unit, exactly
+
+
+@uses_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_weight_update_piece(pieces, dtype, batch_size):
+    _, _, _, _, u = _piece_inputs(dtype)
+    a = np.maximum(u[:batch_size], 0)  # a[:, 0] == 0: that row of P must not move
+    rng = np.random.default_rng(9)
+    grad_out = rng.standard_normal((batch_size, 4)).astype(dtype)
+    P = rng.standard_normal((a.shape[1], 4)).astype(dtype)
+    lr = np.dtype(dtype).type(1e-2)
+    P_before = P.copy()
+    got = pieces["weight_update"](P, a, grad_out, lr)
+    want = make_pieces(np)["weight_update"](P, a, grad_out, lr)
+    assert got.dtype == np.dtype(dtype) and got.shape == P.shape
+    _close(got, want, dtype)
+    np.testing.assert_array_equal(got[0], P_before[0])
+    assert not np.array_equal(got, P_before)
+    np.testing.assert_array_equal(P, P_before)  # P itself is not written
 
 
 # -- threads --------------------------------------------------------------------
@@ -318,7 +342,7 @@ def test_cache_keys_follow_the_closure(pieces):
 
     first = make_step(np, jit=stable_njit, **pieces).train_step
     again = make_step(np, jit=stable_njit, **pieces).train_step
-    reference_update = {k: v for k, v in pieces.items() if k != "sgd_update"}
+    reference_update = {k: v for k, v in pieces.items() if k != "weight_update"}
     other = make_step(np, jit=stable_njit, **reference_update).train_step
     assert first is not again
     assert first._uuid == again._uuid != other._uuid
