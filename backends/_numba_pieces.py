@@ -2,9 +2,10 @@
 
 Each piece computes what its reference in ``kernels.make_pieces`` computes, in the
 arrays' dtype (no Python scalars, so float32 stays float32), with the elementwise
-work fused into one pass. Two pieces reuse a temporary of the step as their output:
-``relu_backward`` writes into ``grad_h`` and ``sgd_update`` into ``grad``; the step
-never reads either again, and the caller's W and S are never written.
+work fused into one pass. Three pieces write over an argument: ``relu_backward`` over
+``grad_h`` and ``sgd_update`` over ``grad`` (temporaries the step never reads again), and
+``weight_update`` over ``P``: the step updates W and S in place, so the backend hands it
+only arrays it owns (``backends.base.OwnOutputs``: the caller's first W and S are copied).
 
 Loops are serial on purpose: the matmuls between them run in a threaded BLAS, and
 Numba's parallel loops beside it oversubscribe the cores (DESIGN.md, measuring).
@@ -143,20 +144,23 @@ def sgd_update(P, grad, lr):
 
 @stable_njit
 def weight_update(P, a, grad_out, lr):
-    """P - lr * (a.T @ grad_out); for a batch of one, in one pass over P.
+    """P - lr * (a.T @ grad_out), written over P and returned.
 
-    At a batch of one the gradient is an outer product: each element is made where it is
-    used, so the gradient is never written out and read back (two passes over a P-sized
-    array fewer). From two rows on: the BLAS product, then the update over it.
+    In place, as an optimiser updates its parameters: at a batch of one (the gradient is an
+    outer product) this is one pass over P, each gradient element made where it is used;
+    from two rows on, the BLAS product, then one pass over P.
     """
     if a.shape[0] != 1:
-        return sgd_update(P, a.T @ grad_out, lr)
-    out = np.empty_like(P)
+        grad = a.T @ grad_out
+        for i in range(P.shape[0]):
+            for j in range(P.shape[1]):
+                P[i, j] = P[i, j] - lr * grad[i, j]
+        return P
     for i in range(P.shape[0]):
         a_i = a[0, i]
         for j in range(P.shape[1]):
-            out[i, j] = P[i, j] - lr * (a_i * grad_out[0, j])
-    return out
+            P[i, j] = P[i, j] - lr * (a_i * grad_out[0, j])
+    return P
 
 
 #: The replaced pieces, by name, for ``make_step(numpy, jit=stable_njit, **PIECES)``.

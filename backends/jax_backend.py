@@ -26,7 +26,7 @@ import warnings
 import weakref
 from typing import Any, Callable, Iterator
 
-from backends.base import Backend, PreparedStep
+from backends.base import Backend, OwnOutputs, PreparedStep
 
 __all__ = ["JaxBackend"]
 
@@ -67,29 +67,6 @@ def _pool_plan(cores: list[int], n: int | None) -> tuple[list[int], bool]:
     return chosen, len(chosen) < len(cores) and hasattr(os, "sched_setaffinity")
 
 
-class _LatestResult:
-    """A jitted step that keeps its latest outputs, for ``synchronize()`` to wait on.
-
-    W and S are donated to XLA (updated in place) when they are this step's own previous
-    outputs, as in a training loop; other W and S (the caller's initial weights, say) are
-    copied first, so that they stay usable.
-    """
-
-    def __init__(self, jitted: Callable, copy: Callable) -> None:
-        self._jitted = jitted
-        self._copy = copy
-        self.latest: tuple | None = None
-
-    def __call__(self, x, t, W, S):
-        own = self.latest or (None, None)
-        if W is not own[0]:
-            W = self._copy(W)
-        if S is not own[1]:
-            S = self._copy(S)
-        self.latest = self._jitted(x, t, W, S)
-        return self.latest
-
-
 class JaxBackend(Backend):
     """JAX on its default device (the CPU here; a GPU where jax[cuda12] is installed)."""
 
@@ -98,7 +75,7 @@ class JaxBackend(Backend):
     install_hint = "pip install 'mlpbench[jax]'"
 
     def __init__(self) -> None:
-        self._steps: weakref.WeakSet[_LatestResult] = weakref.WeakSet()
+        self._steps: weakref.WeakSet[OwnOutputs] = weakref.WeakSet()
         #: XLA's CPU pool as started: {"threads", "cores", "set_by"}; None before it starts.
         self._pool: dict | None = None
         #: The threads asked for by the enclosing ``threads(n)``, used if JAX starts in it.
@@ -216,7 +193,7 @@ class JaxBackend(Backend):
         def step(x, t, W, S):
             return train_step(x, t, W, S, lr_)
 
-        prepared = _LatestResult(jax.jit(step, donate_argnums=(2, 3)),
+        prepared = OwnOutputs(jax.jit(step, donate_argnums=(2, 3)),
                                  lambda a: jax.numpy.array(a, copy=True))
         self._steps.add(prepared)
         return prepared

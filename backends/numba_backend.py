@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from backends.base import Backend, PreparedStep
+from backends.base import Backend, OwnOutputs, PreparedStep
 
 __all__ = ["NumbaBackend"]
 
@@ -66,15 +66,21 @@ class NumbaBackend(Backend):
         return self._steps[make_step]
 
     def prepare(self, make_step: Callable, *, lr: float, dtype: str) -> PreparedStep:
-        """The compiled step; its first call with a dtype compiles, or loads Numba's disk cache."""
+        """The compiled step; its first call with a dtype compiles, or loads Numba's disk cache.
+
+        W and S are updated in place when they are this step's own previous outputs, as in
+        a training loop (as the jax backend donates them); the caller's first W and S are
+        copied, and stay as they were. Keep a copy of an intermediate W or S you need later.
+        """
         train_step = self.compiled_step(make_step)
         lr_ = self.scalar(lr, dtype)
         to_dtype = np.dtype(dtype).type
 
-        def step(x, t, W, S):
+        def run(x, t, W, S):
             W, S, loss = train_step(x, t, W, S, lr_)
             return W, S, to_dtype(loss)  # Numba returns scalars as Python floats
 
+        step = OwnOutputs(run, np.copy)
         step.train_step = train_step  # the dispatcher, for its compile and cache statistics
         return step
 
