@@ -2,10 +2,11 @@
 
 Each piece computes what its reference in ``kernels.make_pieces`` computes, in the
 arrays' dtype (no Python scalars, so float32 stays float32), with the elementwise
-work fused into one pass. Three pieces write over an argument: ``relu_backward`` over
-``grad_h`` and ``sgd_update`` over ``grad`` (temporaries the step never reads again), and
-``weight_update`` over ``P``: the step updates W and S in place, so the backend hands it
-only arrays it owns (``backends.base.OwnOutputs``: the caller's first W and S are copied).
+work fused into one pass. Two pieces write over an argument: ``relu_backward`` over
+``grad_h`` (a temporary the step never reads again) and ``weight_update`` over ``P``: the
+step updates W and S in place, so the backend hands it only arrays it owns
+(``backends.base.OwnOutputs``: the caller's first W and S are copied). ``sgd_update`` is
+not replaced: the step's only use of it is inside ``weight_update``.
 
 Loops are serial on purpose: the matmuls between them run in a threaded BLAS, and
 Numba's parallel loops beside it oversubscribe the cores (DESIGN.md, measuring).
@@ -134,15 +135,6 @@ def weight_gradient(a, grad_out):
 
 
 @stable_njit
-def sgd_update(P, grad, lr):
-    """P - lr * grad, written over grad (a temporary of the step) and returned; P is not touched."""
-    for i in range(P.shape[0]):
-        for j in range(P.shape[1]):
-            grad[i, j] = P[i, j] - lr * grad[i, j]
-    return grad
-
-
-@stable_njit
 def weight_update(P, a, grad_out, lr):
     """P - lr * (a.T @ grad_out), written over P and returned.
 
@@ -169,6 +161,5 @@ PIECES = {
     "loss_and_grad": loss_and_grad,
     "relu_backward": relu_backward,
     "weight_gradient": weight_gradient,
-    "sgd_update": sgd_update,
     "weight_update": weight_update,
 }

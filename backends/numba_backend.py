@@ -20,7 +20,7 @@ class NumbaBackend(Backend):
     """numpy arrays in, the step of ``kernels.make_step`` compiled as one Numba function.
 
     The step is ``make_step(numpy, jit=stable_njit, **PIECES)``: the shared sequence, its
-    matmuls by Numba's ``@`` (SciPy's BLAS), six pieces replaced by fused loops from
+    matmuls by Numba's ``@`` (SciPy's BLAS), five pieces replaced by fused loops from
     ``backends._numba_pieces``. Nothing runs in Numba's parallel loops, so only the BLAS
     is threaded; ``threads(n)`` still sets Numba's pool to ``n`` so the two never exceed it.
     """

@@ -82,7 +82,8 @@ def make_step(xp: Any, *, jit: Callable = _identity, **replace: Callable) -> Ste
     if unknown:
         raise ValueError(f"unknown step pieces {sorted(unknown)!r}; known: {PIECES!r}")
     reference = make_pieces(xp)
-    pieces = {name: replace.get(name) or jit(reference[name]) for name in PIECES[:-1]}
+    pieces = {name: replace.get(name) or jit(reference[name])
+              for name in PIECES if name != "weight_update"}
     forward = pieces["forward"]
     loss_and_grad = pieces["loss_and_grad"]
     relu_backward = pieces["relu_backward"]

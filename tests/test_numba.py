@@ -95,7 +95,6 @@ def test_one_compiled_call_in_float32_throughout(numba_backend, pieces):
              (pieces["forward"].py_func, (x, W, S)),
              (pieces["loss_and_grad"].py_func, (x @ W @ S, t)),
              (pieces["relu_backward"].py_func, (u, u.copy())),
-             (pieces["sgd_update"].py_func, (W, W.copy(), lr)),
              (pieces["weight_update"].py_func, (W, x[:1], u[:1], lr)),
              (pieces["weight_update"].py_func, (W, x, u, lr)),
              (_numba_pieces._pairwise_sum.py_func, (t[:, 0].copy(),))]
@@ -170,21 +169,6 @@ def test_relu_backward_piece(pieces, dtype):
     np.testing.assert_array_equal(got, want)
     assert np.all(got[u == 0] == 0)
     np.testing.assert_array_equal(u, u_before)
-
-
-@uses_numba
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_sgd_update_piece(pieces, dtype):
-    rng = np.random.default_rng(7)
-    P, grad = (rng.standard_normal((7, 6)).astype(dtype) for _ in range(2))
-    P[0, 0] = 0
-    lr = np.dtype(dtype).type(1e-2)
-    P_before = P.copy()
-    want = make_pieces(np)["sgd_update"](P, grad, lr)
-    got = pieces["sgd_update"](P, grad.copy(), lr)
-    assert got.dtype == np.dtype(dtype)
-    _close(got, want, dtype)
-    np.testing.assert_array_equal(P, P_before)
 
 
 @uses_numba
