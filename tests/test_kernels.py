@@ -61,6 +61,30 @@ def test_train_step_is_sgd_on_the_gradients():
     assert loss2 == loss  # the loss is the one before the update
 
 
+def test_replaced_pieces_are_the_ones_the_step_calls():
+    p = make_problem(np.random.default_rng(6), 3, 5, 4, 2, init="normal")
+    args = (p["x"], p["t"], p["W"], p["S"], 1e-3)
+    reference = make_pieces(np)
+    calls = []
+
+    def spy(name):
+        def piece(*a):
+            calls.append(name)
+            return reference[name](*a)
+        return piece
+
+    # weight_update, unless replaced, is sgd_update of weight_gradient: replacements included.
+    make_step(np, sgd_update=spy("sgd_update"), weight_gradient=spy("weight_gradient")).train_step(*args)
+    assert calls == ["weight_gradient", "sgd_update"] * 2
+    calls.clear()
+    W, S, _ = make_step(np, weight_update=spy("weight_update"),
+                        sgd_update=spy("sgd_update")).train_step(*args)
+    assert calls == ["weight_update"] * 2  # one per layer; sgd_update is then never called
+    want_W, want_S, _ = make_step(np).train_step(*args)
+    np.testing.assert_array_equal(W, want_W)
+    np.testing.assert_array_equal(S, want_S)
+
+
 def test_flop_count_counts_the_five_matmuls():
     B, n_in, H, n_out = 7, 11, 13, 3
     matmuls = [(B, n_in, H), (B, H, n_out), (H, B, n_out), (B, n_out, H), (n_in, B, H)]
