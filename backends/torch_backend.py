@@ -4,9 +4,17 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterator
 
-from backends.base import Backend, PreparedStep
+from backends.base import Backend, OwnOutputs, PreparedStep
 
-__all__ = ["TorchBackend"]
+__all__ = ["TorchBackend", "weight_update"]
+
+
+def weight_update(P, a, grad_out, lr):
+    """P - lr * (a.T @ grad_out), written over P in one ``addmm_`` (one BLAS gemm, beta = 1).
+
+    As ``torch.optim.SGD`` updates parameters in place; ``lr`` is a Python float.
+    """
+    return P.addmm_(a.T, grad_out, alpha=-lr)
 
 
 def _cuda_version(code: int) -> str:
@@ -78,16 +86,21 @@ class TorchBackend(Backend):
 
     # -- the step -------------------------------------------------------------
     def prepare(self, make_step: Callable, *, lr: float, dtype: str) -> PreparedStep:
-        """The shared step, run under ``inference_mode`` (no autograd bookkeeping)."""
+        """The shared step, run under ``inference_mode`` (no autograd bookkeeping).
+
+        Its ``weight_update`` piece writes over W and S, as torch's optimisers do; they are
+        this step's own previous outputs, the caller's first W and S being copied
+        (``OwnOutputs``), so the caller's tensors stay as they were.
+        """
         torch = self._import()
-        train_step = make_step(self.xp).train_step
+        train_step = make_step(self.xp, weight_update=weight_update).train_step
         lr_ = float(lr)  # a Python scalar keeps float32 tensors float32
 
-        def step(x, t, W, S):
+        def run(x, t, W, S):
             with torch.inference_mode():
                 return train_step(x, t, W, S, lr_)
 
-        return step
+        return OwnOutputs(run, lambda a: a.detach().clone())
 
     # -- threads --------------------------------------------------------------
     @contextlib.contextmanager

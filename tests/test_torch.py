@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import backends
-from kernels import make_step
+from kernels import make_pieces, make_step
 from mlpbench.problem import make_inputs, to_backend
 from mlpbench.verify import check_backend
 
@@ -50,6 +50,26 @@ def test_step_records_no_autograd(torch_backend):
         dev["x"], dev["t"], W0, S0)
     for out in (W, S, loss):
         assert not out.requires_grad and out.grad_fn is None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size", [1, 5])
+def test_weight_update_piece_writes_over_P(torch_backend, dtype, batch_size):
+    import torch
+
+    from backends.torch_backend import weight_update
+
+    rng = np.random.default_rng(10)
+    a = np.maximum(rng.standard_normal((batch_size, 7)), 0).astype(dtype)
+    a[:, 0] = 0  # that row of P must not move
+    grad_out, P = (rng.standard_normal(s).astype(dtype) for s in ((batch_size, 4), (7, 4)))
+    want = make_pieces(np)["weight_update"](P, a, grad_out, np.dtype(dtype).type(1e-2))
+    P_t = torch.asarray(P.copy())
+    got = weight_update(P_t, torch.asarray(a), torch.asarray(grad_out), 1e-2)
+    assert got is P_t and got.dtype == getattr(torch, dtype)
+    rtol = 1e-6 if dtype == "float32" else 1e-14
+    np.testing.assert_allclose(got.numpy(), want, rtol=rtol, atol=rtol * np.abs(want).max())
+    np.testing.assert_array_equal(got.numpy()[0], P[0])
 
 
 def test_asarray_copies(torch_backend):
