@@ -47,6 +47,8 @@ class Backend:
     library: str = ""
     #: How a user gets the library, shown when it is missing.
     install_hint: str = ""
+    #: Whether the prepared step writes over W and S it returned itself (``OwnOutputs``).
+    updates_in_place: bool = False
 
     # -- what and where -------------------------------------------------------
     def available(self) -> tuple[bool, str]:

@@ -71,6 +71,7 @@ class JaxBackend(Backend):
     """JAX on its default device (the CPU here; a GPU where jax[cuda12] is installed)."""
 
     name = "jax"
+    updates_in_place = True
     library = "jax"
     install_hint = "pip install 'mlpbench[jax]'"
 

@@ -26,6 +26,7 @@ class NumbaBackend(Backend):
     """
 
     name = "numba"
+    updates_in_place = True
     library = "numba"
     install_hint = "pip install 'mlpbench[numba]'"
 

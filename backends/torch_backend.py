@@ -32,6 +32,7 @@ class TorchBackend(Backend):
     """
 
     name = "torch"
+    updates_in_place = True
     library = "torch"
     install_hint = ("pip install 'mlpbench[torch]' (for the CPU-only build, first: "
                     "pip install torch --index-url https://download.pytorch.org/whl/cpu)")

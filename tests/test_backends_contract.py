@@ -63,6 +63,20 @@ def test_the_callers_arrays_stay_as_they_were(backend, shape):
     np.testing.assert_array_equal(backend.to_numpy(W2), W1)  # same arrays in, same step out
 
 
+def test_updates_in_place_says_what_the_step_does(backend):
+    dev = to_backend(backend, make_inputs(3, 7, 5, 2, dtype="float64", seed=4, init="scaled"))
+    step = backend.prepare(make_step, lr=1e-2, dtype="float64")
+    W1, S1, _ = step(dev["x"], dev["t"], dev["W"], dev["S"])
+    before = backend.to_numpy(W1).copy()
+    step(dev["x"], dev["t"], W1, S1)  # the step's own outputs, fed back
+    backend.synchronize()
+    if getattr(W1, "is_deleted", lambda: False)():  # a donated JAX buffer
+        overwritten = True
+    else:
+        overwritten = not np.array_equal(backend.to_numpy(W1), before)
+    assert overwritten is backend.updates_in_place
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_asarray_to_numpy_round_trips(backend, dtype):
     a = np.random.default_rng(2).standard_normal((7, 5)).astype(dtype)

@@ -228,6 +228,7 @@ def test_results_file_has_the_schema_and_consistent_figures(capsys, tmp_path):
         assert r["peak_fraction"] == pytest.approx(r["gflops"] / peak)
         assert r["blocks"] == 2 and r["steps_per_block"] >= 1
         assert r["threads"] >= 1 and r["allow_tf32"] is False
+        assert r["updates_in_place"] is False  # numpy's step returns new W and S
         assert r["compile_s"] >= 0 and math.isfinite(r["final_loss"])
     assert "batch 5, hidden 4" in stdout and "vs numpy" in stdout
 

@@ -157,6 +157,7 @@ def measure_point(backend: Any, point: dict, *, threads: int | None, min_time: f
     extra: dict[str, Any] = {"lr": lr, "seed": seed, "allow_tf32": allow_tf32,
                              "tf32": getattr(backend, "tf32", None), "thread_info": info,
                              "launches_per_step": getattr(backend, "launches_per_step", None),
+                             "updates_in_place": getattr(backend, "updates_in_place", None),
                              "min_time": min_time, "elapsed_s": time.perf_counter() - started}
     if status == "ok" and measurement.device_block_s is not None:
         extra["device_step_s"] = per_step(measurement.device_block_s, measurement.steps_per_block)
