@@ -18,9 +18,9 @@ SCRIPT = ROOT / "scripts" / "gpu-check.sh"
 
 
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHON": sys.executable}
     return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
-                          timeout=timeout, env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-                                                "PYTHON": sys.executable})
+                          timeout=timeout, env=env)
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -95,9 +95,11 @@ def test_summarize_reports_speed_up_and_the_peak_goal(tmp_path):
     proc = run("--summarize", str(out))
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
-    assert "GPU: Test GPU (compute capability 9.0, driver 1.0 (CUDA 13.0), CUDA runtime 13.0)" in text
+    assert ("GPU: Test GPU (compute capability 9.0, driver 1.0 (CUDA 13.0), CUDA runtime 13.0)"
+            in text)
     assert "CuPy 14.2.0" in text
-    row = next(line.split() for line in text.splitlines() if line.startswith("float32") and "4096" in line)
+    row = next(line.split() for line in text.splitlines()
+               if line.startswith("float32") and "4096" in line)
     assert row == ["float32", "4096", "4096", "2.0", "300.0", "150.0", "0.62", "3.100"]
     assert ("largest size, float32 (TF32 off): the step reaches 62% of the measured matmul peak; "
             "meets the 50% goal") in text

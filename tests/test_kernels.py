@@ -74,7 +74,8 @@ def test_replaced_pieces_are_the_ones_the_step_calls():
         return piece
 
     # weight_update, unless replaced, is sgd_update of weight_gradient: replacements included.
-    make_step(np, sgd_update=spy("sgd_update"), weight_gradient=spy("weight_gradient")).train_step(*args)
+    step = make_step(np, sgd_update=spy("sgd_update"), weight_gradient=spy("weight_gradient"))
+    step.train_step(*args)
     assert calls == ["weight_gradient", "sgd_update"] * 2
     calls.clear()
     W, S, _ = make_step(np, weight_update=spy("weight_update"),
