@@ -4,25 +4,35 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterator
 
-__all__ = ["Backend", "OwnOutputs", "PreparedStep"]
+__all__ = ["Backend", "LatestOutputs", "OwnOutputs", "PreparedStep"]
 
 #: (x, t, W, S) -> (W, S, loss), loss as an array of the backend (0-d), before the update.
 PreparedStep = Callable[[Any, Any, Any, Any], tuple]
 
 
-class OwnOutputs:
+class LatestOutputs:
+    """A prepared step that keeps its latest outputs, for ``synchronize()`` to wait on."""
+
+    def __init__(self, run: Callable) -> None:
+        self._run = run
+        self.latest: tuple | None = None
+
+    def __call__(self, x, t, W, S):
+        self.latest = self._run(x, t, W, S)
+        return self.latest
+
+
+class OwnOutputs(LatestOutputs):
     """A step that may update W and S in place, but only those it returned itself.
 
     As in a training loop, a step's outputs are fed back: W and S that are this step's own
     latest outputs are handed to ``run`` to write over; any other W and S (the caller's
     initial weights, say) are copied first, so the caller's arrays stay as they were.
-    ``latest`` holds the latest outputs, for ``synchronize()`` to wait on.
     """
 
     def __init__(self, run: Callable, copy: Callable) -> None:
-        self._run = run
+        super().__init__(run)
         self._copy = copy
-        self.latest: tuple | None = None
 
     def __call__(self, x, t, W, S):
         own = self.latest or (None, None)
@@ -30,8 +40,7 @@ class OwnOutputs:
             W = self._copy(W)
         if S is not own[1]:
             S = self._copy(S)
-        self.latest = self._run(x, t, W, S)
-        return self.latest
+        return super().__call__(x, t, W, S)
 
 
 class Backend:

@@ -26,7 +26,7 @@ import warnings
 import weakref
 from typing import Any, Callable, Iterator
 
-from backends.base import Backend, PreparedStep
+from backends.base import Backend, LatestOutputs, PreparedStep
 
 __all__ = ["CHUNK_ENV", "SCHEDULER_ENV", "DaskBackend"]
 
@@ -48,18 +48,6 @@ def _chunk_setting() -> int | None:
     return rows
 
 
-class _PersistingStep:
-    """The shared step, persisted once per call; keeps its latest outputs for ``synchronize()``."""
-
-    def __init__(self, run: Callable) -> None:
-        self._run = run
-        self.latest: tuple | None = None
-
-    def __call__(self, x, t, W, S):
-        self.latest = self._run(x, t, W, S)
-        return self.latest
-
-
 class DaskBackend(Backend):
     """dask.array through ``array_api_compat.dask.array``; see the module's docstring."""
 
@@ -70,7 +58,7 @@ class DaskBackend(Backend):
     def __init__(self) -> None:
         self._client_: Any = None
         self._client_address = ""
-        self._steps: weakref.WeakSet[_PersistingStep] = weakref.WeakSet()
+        self._steps: weakref.WeakSet[LatestOutputs] = weakref.WeakSet()
         #: Threads of the local scheduler (None: dask's default, one per core).
         self._num_workers: int | None = None
 
@@ -196,7 +184,7 @@ class DaskBackend(Backend):
             W, S = W.rechunk(W.shape), S.rechunk(S.shape)
             return self._persist(*train_step(x, t, W, S, lr_))
 
-        step = _PersistingStep(run)
+        step = LatestOutputs(run)
         self._steps.add(step)
         return step
 

@@ -13,9 +13,10 @@ import pytest
 
 from kernels import make_step
 from mlpbench.problem import make_inputs, to_backend
-from mlpbench.verify import check_backend
+from mlpbench.verify import CHECK_SHAPES, check_backend
 
-SHAPES = [(1, 16, 8, 3), (3, 7, 5, 2), (64, 1000, 100, 10)]  # batch 1, odd sizes, the seed's
+# check's shapes (batch 1, odd sizes, the seed's), an all-odd batch of 17, batch 1 at the seed's widths.
+SHAPES = [*CHECK_SHAPES, (17, 33, 9, 5), (1, 1000, 100, 10)]
 DTYPES = ["float32", "float64"]
 
 
