@@ -16,22 +16,13 @@ from typing import Any, Mapping
 
 import backends
 from kernels import make_step, step_flops
-from mlpbench import measure  # not "import time_blocks": asv would take it for a benchmark
+from mlpbench import measure, settings  # not "import time_blocks": asv would take it for a benchmark
 from mlpbench.problem import make_inputs, to_backend
 
-__all__ = ["GRIDS", "LR", "N_IN", "N_OUT", "Point", "StepBenchmark", "backend_names",
+__all__ = ["GRIDS", "N_IN", "N_OUT", "Point", "StepBenchmark", "backend_names",
            "grid_name", "grid_params", "prepared_point", "require_backend"]
 
-N_IN = 1000
-N_OUT = 10
-LR = 1e-6  # small enough that thousands of steps stay finite (NaN changes speed on some CPUs)
-SEED = 0
-
-GRIDS = {
-    "full": {"batch_size": [1, 16, 64, 256, 1024], "hidden": [16, 100, 1024],
-             "dtype": ["float32", "float64"]},
-    "quick": {"batch_size": [1, 64], "hidden": [100], "dtype": ["float32", "float64"]},
-}
+N_IN, N_OUT, SEED, GRIDS = settings.N_IN, settings.N_OUT, settings.SEED, settings.GRIDS
 
 
 def grid_name(environ: Mapping[str, str] = os.environ) -> str:
@@ -81,7 +72,8 @@ class Point:
         self.backend = backend
         self.flops = step_flops(batch_size, N_IN, hidden, N_OUT)
         self.x, self.t, self.W, self.S = arrays["x"], arrays["t"], arrays["W"], arrays["S"]
-        self.step = backend.prepare(make_step, lr=LR, dtype=dtype)
+        self.step = backend.prepare(
+            make_step, lr=settings.learning_rate(batch_size, N_IN, hidden, N_OUT), dtype=dtype)
         self.loss: Any = None
         started = time.perf_counter()
         self.train_step()  # the warm-up: a JIT compiles here, never inside a timed call

@@ -5,6 +5,7 @@ import argparse
 import math
 
 import backends
+from mlpbench import settings
 from mlpbench.errors import UsageError
 
 __all__ = [
@@ -12,7 +13,7 @@ __all__ = [
     "positive_float", "positive_int", "resolve_backend", "resolve_backends",
 ]
 
-DTYPES = ("float32", "float64")
+DTYPES = settings.DTYPES
 
 
 def positive_int(text: str) -> int:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from kernels import make_step, step_flops
-from mlpbench import report
+from mlpbench import report, settings
 from mlpbench.errors import UsageError
 from mlpbench.measure import PointTimeout, measure_step, peak_matmul_gflops, per_step, time_limit
 from mlpbench.options import (DTYPES, add_threads, comma_list, dtype, non_negative_int,
@@ -35,18 +35,9 @@ from mlpbench.files import check_writable
 from mlpbench.results import (command_line, environment, load_results, make_result, new_results,
                               now, point_key, write_results)
 
-__all__ = ["DEFAULT_BATCH_SIZES", "DEFAULT_HIDDEN", "QUICK", "QUICK_BACKENDS", "add_arguments",
-           "bench_lr", "measure_peak", "measure_point", "plan_points", "run"]
+__all__ = ["add_arguments", "measure_peak", "measure_point", "plan_points", "run"]
 
-DEFAULT_BATCH_SIZES = [1, 16, 64, 256, 1024]
-DEFAULT_HIDDEN = [16, 100, 1024]
-DEFAULT_MIN_TIME = 0.2
-DEFAULT_REPEAT = 5
-QUICK = {"batch_size": [1, 64], "hidden": [16, 100], "min_time": 0.05, "repeat": 3}
-#: --quick's backends when --backend is not given: every available one but dask, whose
-#: steps take 15-150 ms (tens of µs for the others) and which adds about a fifth to
-#: --quick's time on 2 cores (``--quick --backend all`` includes it).
-QUICK_BACKENDS = ["numpy", "array-api-strict", "numba", "cupy", "torch", "jax"]
+FULL, QUICK = settings.GRIDS["full"], settings.GRIDS["quick"]
 
 EPILOG = ("Exit status: 0 when every point is ok or timed out; 1 when a point is 'error' or "
           "'invalid' (or --fail-fast stopped there); 2 for bad input; 130 when interrupted "
@@ -61,23 +52,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
     p.add_argument("--backend", type=comma_list(str), default=None, metavar="LIST",
                    help="comma-separated backends, or 'all' available (default all; with --quick: "
-                        f"the available ones of {','.join(QUICK_BACKENDS)}: all but dask, "
+                        f"the available ones of {','.join(settings.QUICK_BACKENDS)}: all but dask, "
                         "slow for a smoke run)")
     p.add_argument("--batch-size", type=comma_list(positive_int), default=None, metavar="LIST",
-                   help=f"comma-separated batch sizes (default {_join(DEFAULT_BATCH_SIZES)})")
+                   help=f"comma-separated batch sizes (default {_join(FULL['batch_size'])})")
     p.add_argument("--hidden", type=comma_list(positive_int), default=None, metavar="LIST",
-                   help=f"comma-separated hidden widths (default {_join(DEFAULT_HIDDEN)})")
-    p.add_argument("--n-in", type=positive_int, default=1000, metavar="N",
-                   help="input features (default 1000)")
-    p.add_argument("--n-out", type=positive_int, default=10, metavar="N",
-                   help="outputs (default 10)")
+                   help=f"comma-separated hidden widths (default {_join(FULL['hidden'])})")
+    p.add_argument("--n-in", type=positive_int, default=settings.N_IN, metavar="N",
+                   help=f"input features (default {settings.N_IN})")
+    p.add_argument("--n-out", type=positive_int, default=settings.N_OUT, metavar="N",
+                   help=f"outputs (default {settings.N_OUT})")
     p.add_argument("--dtype", type=comma_list(dtype), default=list(DTYPES), metavar="LIST",
                    help="float32,float64 (default both)")
     add_threads(p)
     p.add_argument("--min-time", type=positive_float, default=None, metavar="S",
-                   help="seconds each timed block lasts at least (default 0.2; --quick 0.05)")
+                   help="seconds each timed block lasts at least (default "
+                        f"{settings.TIMING['full']['min_time']:g}; --quick "
+                        f"{settings.TIMING['quick']['min_time']:g})")
     p.add_argument("--repeat", type=positive_int, default=None, metavar="R",
-                   help="timed blocks per point (default 5; --quick 3)")
+                   help=f"timed blocks per point (default {settings.TIMING['full']['repeat']}; "
+                        f"--quick {settings.TIMING['quick']['repeat']})")
     p.add_argument("--timeout", type=positive_float, default=60.0, metavar="S",
                    help="seconds one point may take before it is recorded as 'timeout' "
                         "(default 60)")
@@ -91,21 +85,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", default=None, metavar="FILE.png",
                    help="draw the results (needs matplotlib: pip install 'mlpbench[plot]')")
     p.add_argument("--quick", action="store_true",
-                   help="a smoke run: batch 1,64 x hidden 16,100, min-time 0.05, repeat 3, "
-                        "every available backend but dask (flags given override these)")
+                   help=f"a smoke run: batch {_join(QUICK['batch_size'])} x hidden "
+                        f"{_join(QUICK['hidden'])}, min-time "
+                        f"{settings.TIMING['quick']['min_time']:g}, repeat "
+                        f"{settings.TIMING['quick']['repeat']}, every available backend but "
+                        "dask (flags given override these)")
     p.add_argument("--fail-fast", action="store_true",
                    help="stop at the first point that errors or is invalid (exit 1)")
     p.add_argument("--allow-tf32", action="store_true",
                    help="let float32 matmuls on a GPU use TF32; recorded in the results")
-
-
-def bench_lr(batch_size: int, n_in: int, hidden: int, n_out: int) -> float:
-    """A learning rate small enough that no size diverges in the many steps of a sweep.
-
-    The loss is a sum over the batch, so its curvature grows with batch size and width;
-    speed does not depend on the rate, only on the values staying finite.
-    """
-    return 1e-4 / (batch_size * (n_in + hidden + n_out))
 
 
 def plan_points(backend_names: list[str], dtypes: list[str], batch_sizes: list[int],
@@ -135,7 +123,7 @@ def measure_point(backend: Any, point: dict, *, threads: int | None, min_time: f
                   allow_tf32: bool) -> dict:
     """Run one point under its time limit: its result, whatever happened (but Ctrl-C)."""
     sizes = (point["batch_size"], point["n_in"], point["hidden"], point["n_out"])
-    lr = bench_lr(*sizes)
+    lr = settings.learning_rate(*sizes)
     measurement, started = None, time.perf_counter()
     with backend.threads(threads) as info:
         try:
@@ -178,18 +166,18 @@ def measure_peak(backend: Any, dtype: str, *, threads: int | None, min_time: flo
 
 def _settings(args: argparse.Namespace) -> argparse.Namespace:
     """The flags, with --quick's or the full sweep's defaults for those not given."""
-    quick = args.quick
+    grid = "quick" if args.quick else "full"
     s = argparse.Namespace(**vars(args))
-    s.batch_size = args.batch_size or (QUICK["batch_size"] if quick else DEFAULT_BATCH_SIZES)
-    s.hidden = args.hidden or (QUICK["hidden"] if quick else DEFAULT_HIDDEN)
-    s.min_time = args.min_time or (QUICK["min_time"] if quick else DEFAULT_MIN_TIME)
-    s.repeat = args.repeat or (QUICK["repeat"] if quick else DEFAULT_REPEAT)
+    s.batch_size = args.batch_size or settings.GRIDS[grid]["batch_size"]
+    s.hidden = args.hidden or settings.GRIDS[grid]["hidden"]
+    s.min_time = args.min_time or settings.TIMING[grid]["min_time"]
+    s.repeat = args.repeat or settings.TIMING[grid]["repeat"]
     return s
 
 
 def _choose_backends(names: list[str] | None, quick: bool) -> list[Any]:
     if names is None and quick:
-        return [b for b in resolve_backends(None) if b.name in QUICK_BACKENDS]
+        return [b for b in resolve_backends(None) if b.name in settings.QUICK_BACKENDS]
     if names and "all" in names and names != ["all"]:
         raise UsageError(f"--backend 'all' cannot be combined with names: {','.join(names)}")
     return resolve_backends(names)

@@ -1,0 +1,77 @@
+"""Settings that several places must agree on: the grids, the learning rate, thread pinning.
+
+Every command, asv suite, script and workflow reads these from here (scripts through
+``python -m mlpbench.settings``), so they cannot drift apart.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Mapping
+
+__all__ = ["DTYPES", "GRIDS", "N_IN", "N_OUT", "QUICK_BACKENDS", "SEED", "THREAD_VARIABLES",
+           "TIMING", "grid", "learning_rate", "pinned_environment"]
+
+DTYPES = ("float32", "float64")
+#: The seed's input and output widths; bench and asv vary batch size and hidden width.
+N_IN = 1000
+N_OUT = 10
+SEED = 0
+
+#: The grids: ``full`` is bench's default and asv's; ``quick`` is ``bench --quick``, asv's
+#: ``MLPBENCH_GRID=quick`` and the regression gate's. Batch 1 (streams the weights) and 64
+#: (the seed's, BLAS-bound) at the seed's hidden width, both dtypes.
+GRIDS = {
+    "full": {"batch_size": [1, 16, 64, 256, 1024], "hidden": [16, 100, 1024],
+             "dtype": list(DTYPES)},
+    "quick": {"batch_size": [1, 64], "hidden": [100], "dtype": list(DTYPES)},
+}
+
+#: Timed blocks per grid: each block lasts at least ``min_time`` seconds, ``repeat`` of them.
+TIMING = {"full": {"min_time": 0.2, "repeat": 5}, "quick": {"min_time": 0.05, "repeat": 3}}
+
+#: --quick's backends when none is named: all but dask, whose 15-150 ms steps (tens of µs for
+#: the others) would add about a fifth to a smoke run on 2 cores.
+QUICK_BACKENDS = ("numpy", "array-api-strict", "numba", "cupy", "torch", "jax")
+
+#: The variables that size the thread pools of the libraries the backends load, read when each
+#: library starts its pool: set them (``pinned_environment``) before the library is imported.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def grid(name: str) -> dict:
+    """The grid called ``name`` (``full`` or ``quick``); ValueError naming the known ones."""
+    if name not in GRIDS:
+        raise ValueError(f"{name!r} is not a grid; known: {', '.join(GRIDS)}")
+    return GRIDS[name]
+
+
+def learning_rate(batch_size: int, n_in: int, hidden: int, n_out: int) -> float:
+    """The rate of timed steps: small enough that no size diverges over a sweep's many steps.
+
+    The loss is a sum over the batch, so its curvature grows with batch size and width; speed
+    does not depend on the rate, only on the values staying finite (NaN changes speed on some
+    CPUs).
+    """
+    return 1e-4 / (batch_size * (n_in + hidden + n_out))
+
+
+def pinned_environment(threads: int, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``environ`` (default: none) with every thread variable set to ``threads``."""
+    env = dict(environ or {})
+    env.update({name: str(threads) for name in THREAD_VARIABLES})
+    return env
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m mlpbench.settings threads N``: the pinning as shell ``export`` lines."""
+    if len(argv) != 2 or argv[0] != "threads" or not argv[1].isdigit() or int(argv[1]) < 1:
+        print("usage: python -m mlpbench.settings threads N   (N >= 1)", file=sys.stderr)
+        return 2
+    for name, value in pinned_environment(int(argv[1])).items():
+        print(f"export {name}={value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
