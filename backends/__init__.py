@@ -6,10 +6,11 @@ backend is asked for.
 from __future__ import annotations
 
 import importlib
+import os
 
 from backends.base import Backend, PreparedStep
 
-__all__ = ["Backend", "PreparedStep", "REFERENCE", "UnknownBackend", "available", "get", "names"]
+__all__ = ["Backend", "PreparedStep", "REFERENCE", "UnknownBackend", "PLUGINS_VARIABLE", "available", "create", "names"]
 
 REFERENCE = "numpy"
 
@@ -23,7 +24,6 @@ _REGISTRY = {
     "jax": "backends.jax_backend:JaxBackend",
     "dask": "backends.dask_backend:DaskBackend",
 }
-_instances: dict[str, Backend] = {}
 
 
 class UnknownBackend(KeyError, ValueError):
@@ -33,21 +33,35 @@ class UnknownBackend(KeyError, ValueError):
         return str(self.args[0])
 
 
+#: Extra backends, "name=module:Class,...": a backend of one's own (or a test's fake) joins
+#: the registry, in this process and in the worker processes it starts.
+PLUGINS_VARIABLE = "MLPBENCH_BACKEND_PLUGINS"
+
+
+def _registry() -> dict[str, str]:
+    registry = dict(_REGISTRY)
+    for entry in os.environ.get(PLUGINS_VARIABLE, "").split(","):
+        name, _, target = entry.strip().partition("=")
+        if name and ":" in target:
+            registry[name] = target
+    return registry
+
+
 def names() -> list[str]:
     """Every known backend, available here or not, the reference first."""
-    return list(_REGISTRY)
+    return list(_registry())
 
 
-def get(name: str) -> Backend:
-    """The backend called ``name`` (its library is not imported until used)."""
-    if name not in _REGISTRY:
-        raise UnknownBackend(f"unknown backend {name!r}; known: {', '.join(_REGISTRY)}")
-    if name not in _instances:
-        module, cls = _REGISTRY[name].split(":")
-        _instances[name] = getattr(importlib.import_module(module), cls)()
-    return _instances[name]
+def create(name: str, *, allow_tf32: bool = False) -> Backend:
+    """A new instance of the backend called ``name``, for one run (its library is imported
+    when first used)."""
+    registry = _registry()
+    if name not in registry:
+        raise UnknownBackend(f"unknown backend {name!r}; known: {', '.join(registry)}")
+    module, cls = registry[name].split(":")
+    return getattr(importlib.import_module(module), cls)(allow_tf32=allow_tf32)
 
 
 def available() -> list[str]:
     """The names of the backends that can run on this machine."""
-    return [name for name in _REGISTRY if get(name).available()[0]]
+    return [name for name in _registry() if create(name).available()[0]]

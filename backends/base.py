@@ -4,25 +4,13 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterator
 
-__all__ = ["Backend", "LatestOutputs", "OwnOutputs", "PreparedStep"]
+__all__ = ["Backend", "OwnOutputs", "PreparedStep"]
 
 #: (x, t, W, S) -> (W, S, loss), loss as an array of the backend (0-d), before the update.
 PreparedStep = Callable[[Any, Any, Any, Any], tuple]
 
 
-class LatestOutputs:
-    """A prepared step that keeps its latest outputs, for ``synchronize()`` to wait on."""
-
-    def __init__(self, run: Callable) -> None:
-        self._run = run
-        self.latest: tuple | None = None
-
-    def __call__(self, x, t, W, S):
-        self.latest = self._run(x, t, W, S)
-        return self.latest
-
-
-class OwnOutputs(LatestOutputs):
+class OwnOutputs:
     """A step that may update W and S in place, but only those it returned itself.
 
     As in a training loop, a step's outputs are fed back: W and S that are this step's own
@@ -31,8 +19,9 @@ class OwnOutputs(LatestOutputs):
     """
 
     def __init__(self, run: Callable, copy: Callable) -> None:
-        super().__init__(run)
+        self._run = run
         self._copy = copy
+        self.latest: tuple | None = None
 
     def __call__(self, x, t, W, S):
         own = self.latest or (None, None)
@@ -40,14 +29,18 @@ class OwnOutputs(LatestOutputs):
             W = self._copy(W)
         if S is not own[1]:
             S = self._copy(S)
-        return super().__call__(x, t, W, S)
+        self.latest = self._run(x, t, W, S)
+        return self.latest
 
 
 class Backend:
     """One place the step runs. Subclasses override what their library needs.
 
     Optional libraries are imported inside methods, never at module import, so that
-    ``import backends`` works with numpy alone.
+    ``import backends`` works with numpy alone. An instance belongs to one run
+    (``backends.create``): settings such as ``allow_tf32`` never leak into another.
+    What a backend tells about itself goes through ``describe``; callers never probe for
+    attributes.
     """
 
     #: Registry name, as given to ``--backend``.
@@ -58,6 +51,12 @@ class Backend:
     install_hint: str = ""
     #: Whether the prepared step writes over W and S it returned itself (``OwnOutputs``).
     updates_in_place: bool = False
+    #: Kernel launches per step on a device that counts them (None on a CPU).
+    launches_per_step: int | None = None
+
+    def __init__(self, *, allow_tf32: bool = False) -> None:
+        #: Let float32 matmuls on a GPU use TF32 (only a backend that has TF32 reads it).
+        self.allow_tf32 = bool(allow_tf32)
 
     # -- what and where -------------------------------------------------------
     def available(self) -> tuple[bool, str]:
@@ -85,6 +84,27 @@ class Backend:
     def device(self) -> str:
         return "cpu"
 
+    def gpu_info(self) -> dict | None:
+        """{"name", "driver", "cuda", ...} of the GPU the step runs on, or None on a CPU."""
+        return None
+
+    def device_memory_peak(self) -> int | None:
+        """Bytes of device memory the library holds at most so far (None on a CPU)."""
+        return None
+
+    def tf32(self, dtype: str) -> bool | None:
+        """Whether TF32 is in effect for ``dtype`` matmuls (None: this backend has no TF32)."""
+        return None
+
+    def describe(self, dtype: str) -> dict:
+        """The facts recorded with each result of ``dtype``: where it ran and how.
+
+        Ask inside ``threads(n)``: asking may start the library's runtime.
+        """
+        return {"device": self.device, "gpu": self.gpu_info(), "allow_tf32": self.allow_tf32,
+                "tf32": self.tf32(dtype), "launches_per_step": self.launches_per_step,
+                "updates_in_place": self.updates_in_place}
+
     # -- arrays ---------------------------------------------------------------
     @property
     def xp(self) -> Any:
@@ -105,8 +125,12 @@ class Backend:
         """A scalar in the arrays' dtype (keeps float32 steps float32)."""
         return float(value)
 
-    def synchronize(self) -> None:
-        """Wait until all work submitted so far has finished (no-op on a synchronous CPU)."""
+    def synchronize(self, *arrays: Any) -> None:
+        """Wait until ``arrays`` (a step's outputs, say) and all work before them are done.
+
+        A no-op on a synchronous CPU; a device waits for its queue, a lazy or asynchronous
+        library for the arrays it is given.
+        """
 
     def device_timer(self) -> Any:
         """A timer of device time for one timed block, or None where wall time is all there is.
@@ -117,8 +141,12 @@ class Backend:
         return None
 
     # -- the step -------------------------------------------------------------
+    def configure(self, dtype: str) -> None:
+        """Apply the settings of ``dtype`` runs (64-bit mode, TF32); ``prepare`` calls it."""
+
     def prepare(self, make_step: Callable, *, lr: float, dtype: str) -> PreparedStep:
         """A callable for repeated steps; its first call may compile."""
+        self.configure(dtype)
         train_step = make_step(self.xp).train_step
         lr_ = self.scalar(lr, dtype)
 

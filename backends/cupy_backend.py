@@ -131,30 +131,20 @@ class CupyBackend(Backend):
 
     ``launches_per_step`` is 11: 5 cuBLAS matmuls + 6 fused elementwise/reduction
     kernels (``LAUNCHES`` lists them); the unfused reference pieces take about 13
-    elementwise operations instead of 6. TF32 stays off for float32 unless
-    ``allow_tf32`` is set before ``prepare``; ``tf32`` then says what is in effect.
+    elementwise operations instead of 6. TF32 stays off for float32 unless the backend is
+    created with ``allow_tf32``; ``configure`` sets it, ``tf32(dtype)`` says what holds.
     """
 
     name = "cupy"
     install_hint = _INSTALL_HINT
     launches_per_step = sum(LAUNCHES.values())
 
-    def __init__(self) -> None:
-        self._allow_tf32 = False
-        #: Whether TF32 is in effect for the dtype last prepared (None until CuPy runs here).
-        self.tf32: bool | None = None
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        #: Whether cuBLAS's float32 compute type is TF32, as ``configure`` left it (None
+        #: before it ran).
+        self._tf32_set: bool | None = None
         self._status: tuple[bool, str] | None = None
-
-    @property
-    def allow_tf32(self) -> bool:
-        """Let cuBLAS use TF32 tensor cores for float32 matmuls (off unless set)."""
-        return self._allow_tf32
-
-    @allow_tf32.setter
-    def allow_tf32(self, allow: bool) -> None:
-        self._allow_tf32 = bool(allow)
-        if self._status is not None and self._status[0]:
-            self.set_tf32("float32")  # at once, so a peak measured before prepare agrees
 
     # -- what and where -------------------------------------------------------
     def _import(self) -> Any:
@@ -194,7 +184,6 @@ class CupyBackend(Backend):
                            f"{_one_line(exc)}")
         if total != 16.0:
             return False, f"CuPy {version} computed a wrong 2x2 matmul ({total} != 16) on this GPU"
-        self.set_tf32("float32")  # pins cuBLAS's compute type: CUPY_TF32 cannot turn TF32 on
         return True, ""
 
     @property
@@ -252,15 +241,19 @@ class CupyBackend(Backend):
         # A 0-d array on the device: no host value enters the step, float32 stays float32.
         return self._import().asarray(value, dtype=dtype)
 
-    def synchronize(self) -> None:
+    def device_memory_peak(self) -> int | None:
+        # CuPy's pool keeps what it once held: its total is the peak so far.
+        return int(self._import().get_default_memory_pool().total_bytes())
+
+    def synchronize(self, *arrays: Any) -> None:
         self._import().cuda.get_current_stream().synchronize()
 
     def device_timer(self) -> DeviceTimer:
         return DeviceTimer(self._import())
 
     # -- the step -------------------------------------------------------------
-    def set_tf32(self, dtype: str) -> bool:
-        """Set cuBLAS's float32 compute type explicitly, from ``allow_tf32``; return what holds.
+    def configure(self, dtype: str) -> None:
+        """Set cuBLAS's float32 compute type explicitly, from ``allow_tf32``.
 
         CuPy reads ``CUPY_TF32`` once, at its first float32 matmul; setting the compute
         type here overrides it both ways, so the environment cannot turn TF32 on unasked.
@@ -273,11 +266,15 @@ class CupyBackend(Backend):
         on = cupy._core.get_compute_type(cupy.float32) == linalg.COMPUTE_TYPE_TF32
         # NVIDIA_TF32_OVERRIDE=0 turns TF32 off in every CUDA library, whatever was asked.
         on = on and os.environ.get("NVIDIA_TF32_OVERRIDE") != "0"
-        self.tf32 = bool(on and dtype == "float32")
-        return self.tf32
+        self._tf32_set = bool(on)
+
+    def tf32(self, dtype: str) -> bool | None:
+        if self._tf32_set is None:
+            return None
+        return self._tf32_set and dtype == "float32"
 
     def prepare(self, make_step: Callable, *, lr: float, dtype: str) -> PreparedStep:
-        self.set_tf32(dtype)
+        self.configure(dtype)
         train_step = make_step(self.xp, **fused_pieces(self._import())).train_step
         lr_ = self.scalar(lr, dtype)
 

@@ -23,10 +23,9 @@ import contextlib
 import math
 import os
 import warnings
-import weakref
 from typing import Any, Callable, Iterator
 
-from backends.base import Backend, LatestOutputs, PreparedStep
+from backends.base import Backend, PreparedStep
 
 __all__ = ["CHUNK_ENV", "SCHEDULER_ENV", "DaskBackend"]
 
@@ -55,10 +54,10 @@ class DaskBackend(Backend):
     library = "dask"
     install_hint = "pip install 'mlpbench[dask]'"
 
-    def __init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self._client_: Any = None
         self._client_address = ""
-        self._steps: weakref.WeakSet[LatestOutputs] = weakref.WeakSet()
         #: Threads of the local scheduler (None: dask's default, one per core).
         self._num_workers: int | None = None
 
@@ -163,15 +162,14 @@ class DaskBackend(Backend):
 
         return np.dtype(dtype).type(value)
 
-    def synchronize(self) -> None:
-        """Wait for the latest outputs of every live prepared step (already there locally)."""
+    def synchronize(self, *arrays: Any) -> None:
+        """Wait for ``arrays`` on a cluster (locally, persist has computed them already)."""
         client = self._client()
-        latest = [a for s in list(self._steps) if s.latest is not None for a in s.latest]
-        if client is not None and latest:
+        if client is not None and arrays:
             from distributed import wait
 
             with client.as_current():  # wait() asks for the current client
-                wait(latest)
+                wait(list(arrays))
 
     # -- the step -------------------------------------------------------------
     def prepare(self, make_step: Callable, *, lr: float, dtype: str) -> PreparedStep:
@@ -184,9 +182,7 @@ class DaskBackend(Backend):
             W, S = W.rechunk(W.shape), S.rechunk(S.shape)
             return self._persist(*train_step(x, t, W, S, lr_))
 
-        step = LatestOutputs(run)
-        self._steps.add(step)
-        return step
+        return run
 
     # -- threads --------------------------------------------------------------
     @contextlib.contextmanager

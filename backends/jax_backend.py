@@ -3,8 +3,7 @@
 Three of JAX's habits shape this module:
 
 - It dispatches asynchronously, on the CPU too: a step returns before its work is done.
-  ``synchronize()`` takes no arguments, so each prepared step keeps its latest outputs and
-  ``synchronize()`` blocks until those of every live prepared step are ready.
+  ``synchronize(*arrays)`` blocks until the arrays it is given are ready.
 - Without ``jax_enable_x64`` it silently makes float64 arrays float32. The flag is turned
   on (for the whole process) when a float64 array is moved in or a float64 step is
   prepared. float32 steps stay float32 with it on: ``lr`` is a weakly typed Python float.
@@ -23,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-import weakref
 from typing import Any, Callable, Iterator
 
 from backends.base import Backend, OwnOutputs, PreparedStep
@@ -58,6 +56,10 @@ def _gpu_plugin_installed() -> bool:
             or util.find_spec("jax_plugins") is not None)
 
 
+#: XLA's CPU pool as started in this process: {"threads", "cores", "set_by"}; None before it
+#: starts. A fact of the process, not of a backend instance: JAX starts once per process.
+_PROCESS: dict[str, dict | None] = {"pool": None}
+
 _SET_BY = {True: "this backend, pinned to these cores", False: "default: all usable cores"}
 
 
@@ -75,10 +77,8 @@ class JaxBackend(Backend):
     library = "jax"
     install_hint = "pip install 'mlpbench[jax]'"
 
-    def __init__(self) -> None:
-        self._steps: weakref.WeakSet[OwnOutputs] = weakref.WeakSet()
-        #: XLA's CPU pool as started: {"threads", "cores", "set_by"}; None before it starts.
-        self._pool: dict | None = None
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         #: The threads asked for by the enclosing ``threads(n)``, used if JAX starts in it.
         self._requested: int | None = None
 
@@ -91,7 +91,7 @@ class JaxBackend(Backend):
     def _jax(self) -> Any:
         """The jax module, with its runtime started (by ``threads`` if that came first)."""
         jax = self._import()
-        if self._pool is None:
+        if _PROCESS["pool"] is None:
             self._start(self._requested)
         return jax
 
@@ -100,7 +100,7 @@ class JaxBackend(Backend):
         jax = self._import()
         cores = _usable_cores()
         if _client_started():
-            self._pool = {"threads": len(cores), "cores": cores,
+            _PROCESS["pool"] = {"threads": len(cores), "cores": cores,
                           "set_by": "started outside this backend (assumed: all usable cores)"}
             return
         chosen, pinned = _pool_plan(cores, n)
@@ -111,7 +111,7 @@ class JaxBackend(Backend):
         finally:
             if pinned:
                 os.sched_setaffinity(0, cores)
-        self._pool = {"threads": len(chosen), "cores": chosen, "set_by": _SET_BY[pinned]}
+        _PROCESS["pool"] = {"threads": len(chosen), "cores": chosen, "set_by": _SET_BY[pinned]}
 
     @property
     def _device(self) -> Any:
@@ -119,7 +119,7 @@ class JaxBackend(Backend):
 
     def _on_cpu_only(self) -> bool:
         """True when JAX can only use the CPU; answered without starting JAX if possible."""
-        if self._pool is None and not _gpu_plugin_installed():
+        if _PROCESS["pool"] is None and not _gpu_plugin_installed():
             return True  # so that describing the backend leaves its threads to threads(n)
         return self._device.platform == "cpu"
 
@@ -152,6 +152,9 @@ class JaxBackend(Backend):
     def xp(self) -> Any:
         return self._jax().numpy
 
+    def configure(self, dtype: str) -> None:
+        self._dtype_ready(dtype)
+
     def _dtype_ready(self, dtype: Any) -> None:
         """Turn on 64-bit types before a 64-bit array is made (JAX would make it 32-bit)."""
         import numpy as np
@@ -173,11 +176,10 @@ class JaxBackend(Backend):
 
         return np.array(array, copy=True)
 
-    def synchronize(self) -> None:
-        """Block until the latest outputs of every live prepared step are ready."""
-        latest = [s.latest for s in list(self._steps) if s.latest is not None]
-        if latest:
-            self._import().block_until_ready(latest)
+    def synchronize(self, *arrays: Any) -> None:
+        """Block until ``arrays`` are ready."""
+        if arrays:
+            self._import().block_until_ready(arrays)
 
     # -- the step -------------------------------------------------------------
     def prepare(self, make_step: Callable, *, lr: float, dtype: str) -> PreparedStep:
@@ -186,7 +188,7 @@ class JaxBackend(Backend):
         The returned step consumes (donates) W and S that it returned itself; keep a copy
         of an intermediate W or S if you need it later.
         """
-        self._dtype_ready(dtype)
+        self.configure(dtype)
         jax = self._jax()
         train_step = make_step(jax.numpy).train_step
         lr_ = float(lr)  # weakly typed: float32 stays float32
@@ -194,10 +196,8 @@ class JaxBackend(Backend):
         def step(x, t, W, S):
             return train_step(x, t, W, S, lr_)
 
-        prepared = OwnOutputs(jax.jit(step, donate_argnums=(2, 3)),
-                                 lambda a: jax.numpy.array(a, copy=True))
-        self._steps.add(prepared)
-        return prepared
+        return OwnOutputs(jax.jit(step, donate_argnums=(2, 3)),
+                          lambda a: jax.numpy.array(a, copy=True))
 
     # -- threads --------------------------------------------------------------
     @contextlib.contextmanager
@@ -209,11 +209,11 @@ class JaxBackend(Backend):
         """
         from threadpoolctl import threadpool_limits
 
-        if self._pool is None and _client_started():
+        if _PROCESS["pool"] is None and _client_started():
             self._start(None)  # someone else started JAX: record what is in effect
-        if self._pool is not None and n is not None and n != self._pool["threads"]:
+        if _PROCESS["pool"] is not None and n is not None and n != _PROCESS["pool"]["threads"]:
             warnings.warn(
-                f"jax: XLA's CPU pool already runs {self._pool['threads']} threads and cannot be "
+                f"jax: XLA's CPU pool already runs {_PROCESS['pool']['threads']} threads and cannot be "
                 f"resized in a running process; {n} requested (use a new process)",
                 RuntimeWarning, stacklevel=3)
         before = self._requested
@@ -227,8 +227,8 @@ class JaxBackend(Backend):
     def thread_info(self) -> dict:
         """BLAS threads, and XLA's CPU pool: as started, or as it would start now."""
         info = super().thread_info()
-        if self._pool is not None:
-            pool = self._pool
+        if _PROCESS["pool"] is not None:
+            pool = _PROCESS["pool"]
         else:
             cores, pinned = _pool_plan(_usable_cores(), self._requested)
             pool = {"threads": len(cores), "cores": cores,

@@ -30,7 +30,8 @@ class NumbaBackend(Backend):
     library = "numba"
     install_hint = "pip install 'mlpbench[numba]'"
 
-    def __init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self._steps: dict[Callable, Any] = {}
 
     def _import(self) -> Any:

@@ -80,7 +80,11 @@ class TorchBackend(Backend):
     def to_numpy(self, array: Any) -> Any:
         return array.detach().to("cpu", copy=True).numpy()
 
-    def synchronize(self) -> None:
+    def device_memory_peak(self) -> int | None:
+        torch = self._import()
+        return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None
+
+    def synchronize(self, *arrays: Any) -> None:
         torch = self._import()
         if torch.cuda.is_available():
             torch.cuda.synchronize()

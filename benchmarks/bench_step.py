@@ -20,11 +20,11 @@ class TrainStep(StepBenchmark):
 
     def time_train_step(self, backend, batch_size, hidden, dtype):
         self.point.train_step()
-        self.backend.synchronize()
+        self.point.synchronize()
 
     def peakmem_train_step(self, backend, batch_size, hidden, dtype):
         self.point.train_step()
-        self.backend.synchronize()
+        self.point.synchronize()
 
     def track_steps_per_second(self, backend, batch_size, hidden, dtype):
         return 1.0 / self.point.seconds_per_step()

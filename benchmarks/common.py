@@ -53,7 +53,7 @@ def grid_params(environ: Mapping[str, str] = os.environ) -> list[list]:
 def require_backend(name: str) -> backends.Backend:
     """The backend ``name``; NotImplementedError (asv's skip) when it cannot run here."""
     try:
-        backend = backends.get(name)
+        backend = backends.create(name)
     except ImportError as exc:  # its module or library is missing: unavailable, not broken
         raise NotImplementedError(f"backend {name!r} cannot be imported: {exc}") from None
     ok, why = backend.available()
@@ -77,8 +77,12 @@ class Point:
         self.loss: Any = None
         started = time.perf_counter()
         self.train_step()  # the warm-up: a JIT compiles here, never inside a timed call
-        backend.synchronize()
+        self.synchronize()
         self.compile_s = time.perf_counter() - started
+
+    def synchronize(self) -> None:
+        """Wait for the latest step's outputs."""
+        self.backend.synchronize(self.W, self.S, self.loss)
 
     def train_step(self) -> None:
         """One step; its output feeds the next (real training: nothing can be cached away)."""
@@ -90,7 +94,7 @@ class Point:
             for _ in range(n):
                 self.train_step()
 
-        timed = measure.time_blocks(run, self.backend.synchronize, min_time=min_time,
+        timed = measure.time_blocks(run, self.synchronize, min_time=min_time,
                                     repeat=blocks)
         return statistics.median(timed.seconds) / timed.n
 

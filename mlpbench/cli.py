@@ -6,6 +6,7 @@ import importlib
 import sys
 
 from mlpbench import __version__
+from mlpbench.environment import command_line
 from mlpbench.errors import UsageError
 
 __all__ = ["main"]
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.argv = list(argv) if argv is not None else sys.argv[1:]  # recorded in results files
+    args.command_line = command_line(argv)  # recorded in results files
     try:
         return int(args._run(args) or 0)
     except UsageError as exc:

@@ -4,66 +4,20 @@ The core, ``time_blocks(run, synchronize, ...)``, knows nothing of the step: ``r
 n iterations of anything. ``measure_step`` feeds it a prepared training step (each step's
 W and S feed the next), ``peak_matmul_gflops`` a chain of square matmuls.
 
-Timeouts. A step cannot be interrupted in the middle of a BLAS call from inside the
-process, so a point's limit is kept in two ways: ``time_limit`` arms a real-time interval
-timer (``signal.setitimer``) whose SIGALRM handler raises ``PointTimeout`` as soon as Python
-code runs again (it cuts a long warm-up or compilation, or a long block, at its next
-bytecode), and ``time_blocks`` checks the deadline between blocks. A single call that
-never returns to Python (one huge matmul) still overruns by its own length. The timer works
-in the main thread only; elsewhere the deadline checks alone apply.
+Time limits are not kept here: ``mlpbench.sweep`` runs each point in a worker process and
+kills it past its limit, which also stops a native call that never returns.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
 import statistics
-import threading
 import time
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, NamedTuple
 
-__all__ = ["Blocks", "Measurement", "PointTimeout", "calibrate", "measure_step",
-           "peak_matmul_gflops", "per_step", "time_blocks", "time_limit", "warm_up"]
+__all__ = ["Blocks", "Measurement", "calibrate", "measure_step",
+           "peak_matmul_gflops", "per_step", "time_blocks", "warm_up"]
 
 Clock = Callable[[], float]
-
-
-class PointTimeout(BaseException):
-    """A point ran past its time limit.
-
-    A BaseException, like KeyboardInterrupt, so that a library's ``except Exception``
-    cannot swallow it when the timer fires inside the library's code.
-    """
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float | None) -> Iterator[float]:
-    """Raise PointTimeout in this block after ``seconds`` (None: no limit); yields the deadline."""
-    start = time.perf_counter()
-    deadline = math.inf if seconds is None else start + seconds
-    if (seconds is None or not hasattr(signal, "setitimer")
-            or threading.current_thread() is not threading.main_thread()):
-        yield deadline
-        return
-
-    def on_alarm(signum, frame):
-        raise PointTimeout(f"ran past the {seconds:g} s limit")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    outer_delay, outer_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield deadline
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        if outer_delay > 0:  # someone else's timer (pytest-timeout, say): give back what is left
-            left = outer_delay - (time.perf_counter() - start)
-            signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3), outer_interval)
-
-
-def _check_deadline(deadline: float, clock: Clock) -> None:
-    if deadline != math.inf and clock() > deadline:
-        raise PointTimeout("ran past its time limit")
 
 
 def warm_up(run: Callable[[int], Any], synchronize: Callable[[], None], *,
@@ -88,11 +42,10 @@ def _timed(run: Callable[[int], Any], synchronize: Callable[[], None], n: int, c
 
 
 def calibrate(run: Callable[[int], Any], synchronize: Callable[[], None], *, min_time: float,
-              deadline: float = math.inf, clock: Clock = time.perf_counter) -> int:
+              clock: Clock = time.perf_counter) -> int:
     """The number of iterations that makes one block last at least ``min_time``."""
     n = 1
     while True:
-        _check_deadline(deadline, clock)
         elapsed, _ = _timed(run, synchronize, n, clock)
         if elapsed >= min_time:
             return n
@@ -111,18 +64,17 @@ class Blocks(NamedTuple):
 
 
 def time_blocks(run: Callable[[int], Any], synchronize: Callable[[], None], *, min_time: float,
-                repeat: int, deadline: float = math.inf, device_timer: Any = None,
+                repeat: int, device_timer: Any = None,
                 clock: Clock = time.perf_counter) -> Blocks:
     """Calibrate n, then time ``repeat`` blocks of n iterations.
 
     Call ``warm_up`` first. Each block ends with ``synchronize()`` inside its timed region;
-    the deadline is checked before each block. ``device_timer`` (``Backend.device_timer()``)
+    ``device_timer`` (``Backend.device_timer()``)
     also times each block on the device.
     """
-    n = calibrate(run, synchronize, min_time=min_time, deadline=deadline, clock=clock)
+    n = calibrate(run, synchronize, min_time=min_time, clock=clock)
     seconds, device_seconds = [], []
     for _ in range(repeat):
-        _check_deadline(deadline, clock)
         wall, device = _timed(run, synchronize, n, clock, device_timer)
         seconds.append(wall)
         device_seconds.append(device)
@@ -143,6 +95,8 @@ class Measurement(NamedTuple):
     block_s: list[float]
     final_loss: float
     device_block_s: list[float] | None = None
+    #: Whether every element of the final W and S is finite.
+    weights_finite: bool = True
 
     @property
     def step_s(self) -> dict[str, float]:
@@ -150,19 +104,16 @@ class Measurement(NamedTuple):
         return per_step(self.block_s, self.steps_per_block)
 
 
-def _device_timer(backend: Any) -> Any:
-    make = getattr(backend, "device_timer", None)
-    return make() if callable(make) else None
-
-
 def measure_step(backend: Any, step: Callable, arrays: dict[str, Any], *, min_time: float = 0.2,
-                 repeat: int = 5, deadline: float = math.inf,
+                 repeat: int = 5,
                  clock: Clock = time.perf_counter) -> Measurement:
     """Warm up and time ``step`` (from ``backend.prepare``) on ``arrays`` (x, t, W, S, moved in).
 
-    Each step's W and S feed the next, as in training. The loss of the last step is read
-    (``backend.to_numpy``) after timing, outside the timed region.
+    Each step's W and S feed the next, as in training. The loss and the weights of the last
+    step are read (``backend.to_numpy``) after timing, outside the timed region.
     """
+    import numpy as np
+
     x, t = arrays["x"], arrays["t"]
     state = {"W": arrays["W"], "S": arrays["S"], "loss": None}
 
@@ -172,11 +123,16 @@ def measure_step(backend: Any, step: Callable, arrays: dict[str, Any], *, min_ti
             W, S, loss = step(x, t, W, S)
         state["W"], state["S"], state["loss"] = W, S, loss
 
-    compile_s = warm_up(run, backend.synchronize, clock=clock)
-    blocks = time_blocks(run, backend.synchronize, min_time=min_time, repeat=repeat,
-                         deadline=deadline, device_timer=_device_timer(backend), clock=clock)
+    def synchronize() -> None:
+        backend.synchronize(state["W"], state["S"], state["loss"])
+
+    compile_s = warm_up(run, synchronize, clock=clock)
+    blocks = time_blocks(run, synchronize, min_time=min_time, repeat=repeat,
+                         device_timer=backend.device_timer(), clock=clock)
     final_loss = float(backend.to_numpy(state["loss"]))
-    return Measurement(compile_s, blocks.n, blocks.seconds, final_loss, blocks.device_seconds)
+    finite = all(bool(np.isfinite(backend.to_numpy(state[k])).all()) for k in ("W", "S"))
+    return Measurement(compile_s, blocks.n, blocks.seconds, final_loss, blocks.device_seconds,
+                       finite)
 
 
 def _orthogonal(n: int, dtype: str, seed: int) -> Any:
@@ -206,14 +162,13 @@ def _matmul_chain(backend: Any, n: int, dtype: str, seed: int) -> tuple[Callable
         state["c"] = c
 
     def synchronize() -> None:
-        backend.synchronize()
+        backend.synchronize(state["c"])
         backend.to_numpy(backend.xp.sum(state["c"]))  # a lazy backend computes here
 
     return run, synchronize
 
 
 def peak_matmul_gflops(backend: Any, dtype: str, *, min_time: float = 0.2, repeat: int = 5,
-                       deadline: float = math.inf,
                        sizes: tuple[int, ...] = (1024, 2048, 4096, 8192),
                        max_product_s: float | None = None, seed: int = 0,
                        clock: Clock = time.perf_counter) -> dict[str, float]:
@@ -228,7 +183,6 @@ def peak_matmul_gflops(backend: Any, dtype: str, *, min_time: float = 0.2, repea
     max_product_s = min_time if max_product_s is None else max_product_s
     best = 0.0
     for n in sizes:
-        _check_deadline(deadline, clock)
         run, synchronize = _matmul_chain(backend, n, dtype, seed)
         warm_up(run, synchronize, clock=clock)
         one = _timed(run, synchronize, 1, clock)[0]
@@ -236,6 +190,6 @@ def peak_matmul_gflops(backend: Any, dtype: str, *, min_time: float = 0.2, repea
         if rate < 1.1 * best or 8 * one > max_product_s:
             break
         best = rate
-    blocks = time_blocks(run, synchronize, min_time=min_time, repeat=repeat, deadline=deadline,
+    blocks = time_blocks(run, synchronize, min_time=min_time, repeat=repeat,
                          clock=clock)
     return {"gflops": 2.0 * n**3 * blocks.n / min(blocks.seconds) / 1e9, "n": n}

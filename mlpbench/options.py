@@ -87,10 +87,10 @@ def format_threads(info: dict) -> str:
                      for k, v in info.items()) or "unknown"
 
 
-def resolve_backend(name: str) -> backends.Backend:
-    """The backend ``name``, or a UsageError saying it is unknown or why it cannot run here."""
+def resolve_backend(name: str, **options) -> backends.Backend:
+    """A new backend ``name``, or a UsageError saying it is unknown or why it cannot run here."""
     try:
-        backend = backends.get(name)
+        backend = backends.create(name, **options)
     except backends.UnknownBackend as exc:
         raise UsageError(str(exc)) from None
     ok, why = backend.available()
@@ -99,8 +99,9 @@ def resolve_backend(name: str) -> backends.Backend:
     return backend
 
 
-def resolve_backends(names: list[str] | None, *, default_all: bool = True) -> list[backends.Backend]:
-    """Named backends (each must be available), or every available one when ``names`` is empty."""
+def resolve_backends(names: list[str] | None, **options) -> list[backends.Backend]:
+    """New named backends (each must be available), or every available one when ``names`` is
+    empty or ``all``."""
     if not names or names == ["all"]:
-        return [backends.get(n) for n in backends.available()] if default_all else []
-    return [resolve_backend(n) for n in names]
+        names = backends.available()
+    return [resolve_backend(n, **options) for n in names]

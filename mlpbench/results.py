@@ -1,4 +1,7 @@
-"""Bench result files (schema "mlpbench.bench/1"): environment, atomic writes, loading, checking."""
+"""Bench result files (schema "mlpbench.bench/1"): their fields, atomic writes, loading, checking.
+
+What goes into ``environment`` is probed by ``mlpbench.environment``.
+"""
 from __future__ import annotations
 
 import datetime
@@ -7,15 +10,15 @@ import math
 import os
 import platform
 import sys
-from typing import Any, Iterable
+from typing import Any
 
 from mlpbench.errors import UsageError
 from mlpbench.files import write_atomic
 
 __all__ = [
     "ENVIRONMENT_KEYS", "KEY_FIELDS", "RESULT_KEYS", "SCHEMA", "STATUSES", "ResultsError",
-    "command_line", "environment", "load_results", "make_result", "new_results",
-    "now", "point_key", "validate_results", "write_results",
+    "load_results", "make_result", "new_results", "now", "point_key", "validate_results",
+    "write_results",
 ]
 
 SCHEMA = "mlpbench.bench/1"
@@ -41,71 +44,6 @@ def point_key(result: dict) -> tuple:
 def now() -> str:
     """The local time, ISO 8601 with its offset, to the second."""
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _library_versions(names: Iterable[str]) -> dict[str, str | None]:
-    from importlib import metadata
-
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def _gpu_info(backend: Any) -> dict | None:
-    """{"name", "driver", "cuda"} from the backend's ``gpu_info()`` where it has one, else None."""
-    gpu_info = getattr(backend, "gpu_info", None)
-    info = gpu_info() if callable(gpu_info) else None
-    return dict(info) if info else None
-
-
-def environment(used: list[Any], argv: list[str], *, threads: int | None = None) -> dict:
-    """Where and with what a run happens: versions, BLAS and its threads, CPU, GPU, command line.
-
-    Each backend is asked for its device inside ``backend.threads(threads)``, since asking
-    may start its runtime (JAX sizes its CPU pool when it starts).
-    """
-    from threadpoolctl import threadpool_info
-
-    devices, gpus = {}, {}
-    for backend in used:
-        with backend.threads(threads):
-            devices[backend.name] = backend.device
-            gpus[backend.name] = _gpu_info(backend)
-    libraries = ["mlpbench", "numpy", "threadpoolctl"] + [b.library for b in used if b.library]
-    try:
-        cores_usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores_usable = os.cpu_count()
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "cores_usable": cores_usable,
-        "libraries": _library_versions(dict.fromkeys(libraries)),
-        "blas": threadpool_info(),
-        "gpu": next((g for g in gpus.values() if g), None),
-        "gpus": {name: g for name, g in gpus.items() if g},
-        "devices": devices,
-        "command": list(argv),
-        "started": now(),
-        "finished": None,
-    }
 
 
 def new_results(env: dict) -> dict:
@@ -164,18 +102,6 @@ def write_results(path: str, data: dict) -> None:
         f.write("\n")
 
     write_atomic(path, write)
-
-
-def command_line(argv: list[str] | None = None) -> list[str]:
-    """The command line as typed: the program and its arguments (``argv`` when main() got one)."""
-    if argv is not None:
-        return ["mlpbench", *argv]
-    if not sys.argv:
-        return ["mlpbench"]
-    program = os.path.basename(sys.argv[0])
-    if program == "__main__.py":
-        return [os.path.basename(sys.executable), "-m", "mlpbench"] + sys.argv[1:]
-    return [program] + sys.argv[1:]
 
 
 def make_result(point: dict, *, threads: int | None, status: str, error: str | None = None,

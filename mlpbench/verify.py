@@ -36,7 +36,7 @@ def run_steps(backend: backends.Backend, inputs: dict[str, np.ndarray], steps: i
     for _ in range(steps):
         W, S, loss = step(dev["x"], dev["t"], W, S)
         losses.append(loss)
-    backend.synchronize()
+    backend.synchronize(W, S, *losses)
     return {"W": backend.to_numpy(W), "S": backend.to_numpy(S),
             "loss": np.array([float(backend.to_numpy(v)) for v in losses])}
 
@@ -78,6 +78,6 @@ def check_backend(backend: backends.Backend, shape: tuple[int, int, int, int], *
                   steps: int, seed: int = 0, lr: float = CHECK_LR) -> Comparison:
     """Run ``backend`` and numpy on the same problem (exact zeros at the relu) and compare."""
     inputs = make_inputs(*shape, dtype=dtype, seed=seed, init="scaled", relu_zeros=True)
-    reference = run_steps(backends.get(backends.REFERENCE), inputs, steps, lr=lr, dtype=dtype)
+    reference = run_steps(backends.create(backends.REFERENCE), inputs, steps, lr=lr, dtype=dtype)
     result = run_steps(backend, inputs, steps, lr=lr, dtype=dtype)
     return compare(result, reference, dtype=dtype, steps=steps)

@@ -6,9 +6,14 @@ Tests for one backend alone carry ``@pytest.mark.uses_backend("name")``.
 """
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
 import backends
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -37,7 +42,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def skip_unless_available(name: str) -> backends.Backend:
-    backend = backends.get(name)
+    backend = backends.create(name)
     ok, why = backend.available()
     if not ok:
         pytest.skip(f"backend {name!r} unavailable: {why}")
@@ -52,12 +57,20 @@ def backend(request: pytest.FixtureRequest) -> backends.Backend:
 
 @pytest.fixture
 def register_backend(monkeypatch: pytest.MonkeyPatch):
-    """Register a (fake) backend instance under its name, for this test only."""
+    """Register a fake backend (a class of ``tests/fakes.py``) for this test only, in this
+    process and in the worker processes it starts; ``config`` sets its behaviour."""
 
-    def register(backend: backends.Backend) -> backends.Backend:
-        monkeypatch.setitem(backends._REGISTRY, backend.name, "unused:Unused")
-        monkeypatch.setitem(backends._instances, backend.name, backend)
-        return backend
+    def register(cls_name: str, **config) -> str:
+        import fakes
+
+        name = getattr(fakes, cls_name).name
+        entries = [e for e in os.environ.get(backends.PLUGINS_VARIABLE, "").split(",") if e]
+        monkeypatch.setenv(backends.PLUGINS_VARIABLE,
+                           ",".join(entries + [f"{name}=fakes:{cls_name}"]))
+        monkeypatch.setenv(fakes.CONFIG_VARIABLE, json.dumps(config))
+        path = os.environ.get("PYTHONPATH", "")
+        monkeypatch.setenv("PYTHONPATH", TESTS + (os.pathsep + path if path else ""))
+        return name
 
     return register
 

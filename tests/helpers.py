@@ -1,9 +1,26 @@
-"""Shared pieces of the tests: the one-line-error assertion and a fake backend whose library is missing."""
+"""Shared pieces of the tests: the repository root, running the command line, the one-line-error
+assertion, strict JSON."""
 from __future__ import annotations
 
-from backends.base import Backend
+import json
+from pathlib import Path
 
-__all__ = ["MissingLibraryBackend", "assert_one_line_error"]
+from mlpbench.cli import main
+
+__all__ = ["ROOT", "assert_one_line_error", "run_cli", "strict_json"]
+
+#: The repository's root folder.
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """``mlpbench argv...`` in this process: (exit status, stdout, stderr)."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's own exits
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def assert_one_line_error(code, err, *fragments, status=2):
@@ -16,11 +33,9 @@ def assert_one_line_error(code, err, *fragments, status=2):
         assert fragment in lines[0], lines[0]
 
 
-class MissingLibraryBackend(Backend):
-    """A fake backend whose library is never there, for testing how the harness refuses or skips it."""
+def strict_json(path):
+    """Load JSON, refusing NaN and Infinity (which are not JSON)."""
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
 
-    def __init__(self, name: str, library: str, install_hint: str) -> None:
-        self.name, self.library, self.install_hint = name, library, install_hint
-
-    def _import(self):
-        raise ImportError(f"No module named {self.library.replace('-', '_')!r}")
+    return json.loads(Path(path).read_text(), parse_constant=refuse)

@@ -35,7 +35,7 @@ def assert_close(hand, auto, what):
 def test_hand_gradients_equal_torch_autograd(shape, seed):
     import torch
 
-    backend = backends.get("torch")
+    backend = backends.create("torch")
     p = {k: backend.asarray(v) for k, v in problem(shape, seed).items()}
     loss, grad_W, grad_S = make_step(backend.xp).gradients(p["x"], p["t"], p["W"], p["S"])
 
@@ -57,7 +57,7 @@ def test_hand_gradients_equal_jax_grad(shape, seed):
     import jax
     import jax.numpy as jnp
 
-    backend = backends.get("jax")
+    backend = backends.create("jax")
     p = {k: backend.asarray(v) for k, v in problem(shape, seed).items()}  # float64 (x64 on)
     loss, grad_W, grad_S = make_step(backend.xp).gradients(p["x"], p["t"], p["W"], p["S"])
 

@@ -39,7 +39,7 @@ def test_step_keeps_dtype_and_returns_a_0d_loss(backend, dtype):
     step = backend.prepare(make_step, lr=1e-3, dtype=dtype)
     W, S, loss = step(dev["x"], dev["t"], dev["W"], dev["S"])
     W, S, loss = step(dev["x"], dev["t"], W, S)  # outputs feed the next step
-    backend.synchronize()
+    backend.synchronize(W, S, loss)
     out = {"W": backend.to_numpy(W), "S": backend.to_numpy(S), "loss": backend.to_numpy(loss)}
     assert {k: v.dtype for k, v in out.items()} == {k: np.dtype(dtype) for k in out}
     assert (out["W"].shape, out["S"].shape, np.ndim(out["loss"])) == ((4, 3), (3, 2), 0)
@@ -56,8 +56,8 @@ def test_the_callers_arrays_stay_as_they_were(backend, shape):
     W1 = backend.to_numpy(W).copy()
     for _ in range(3):
         W, S, _ = step(dev["x"], dev["t"], W, S)  # outputs feed the next step
-    W2, _, _ = step(dev["x"], dev["t"], dev["W"], dev["S"])  # the first arrays again
-    backend.synchronize()
+    W2, S2, _ = step(dev["x"], dev["t"], dev["W"], dev["S"])  # the first arrays again
+    backend.synchronize(W, S, W2, S2)
     for name in ("x", "t", "W", "S"):
         np.testing.assert_array_equal(backend.to_numpy(dev[name]), given[name], err_msg=name)
     assert not np.array_equal(backend.to_numpy(W), W1)  # the steps did train
@@ -69,8 +69,8 @@ def test_updates_in_place_says_what_the_step_does(backend):
     step = backend.prepare(make_step, lr=1e-2, dtype="float64")
     W1, S1, _ = step(dev["x"], dev["t"], dev["W"], dev["S"])
     before = backend.to_numpy(W1).copy()
-    step(dev["x"], dev["t"], W1, S1)  # the step's own outputs, fed back
-    backend.synchronize()
+    W2, S2, _ = step(dev["x"], dev["t"], W1, S1)  # the step's own outputs, fed back
+    backend.synchronize(W2, S2)
     if getattr(W1, "is_deleted", lambda: False)():  # a donated JAX buffer
         overwritten = True
     else:
@@ -106,7 +106,7 @@ def test_missing_library_is_reported_with_how_to_install(name, module, monkeypat
     import backends
 
     monkeypatch.setitem(sys.modules, module, None)  # "import module" now raises ImportError
-    fresh = type(backends.get(name))()  # no cached state
+    fresh = type(backends.create(name))()  # no cached state
     ok, why = fresh.available()
     assert not ok
     assert f"pip install 'mlpbench[{name}]'" in why and module in why

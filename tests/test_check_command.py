@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import backends
-from backends.numpy_backend import NumpyBackend
 from mlpbench.cli import main
 from mlpbench.verify import CHECK_SHAPES, CHECK_STEPS
 
@@ -20,31 +19,11 @@ def test_check_passes_for_each_backend(backend, capsys):
     assert all(row.endswith(" ok") for row in rows)
 
 
-class _WrongStep(NumpyBackend):
-    """A fake backend with a wrong update (lr doubled), for testing that check catches it."""
-
-    name = "fake-wrong"
-
-    def prepare(self, make_step, *, lr, dtype):
-        return super().prepare(make_step, lr=2 * lr, dtype=dtype)
-
-
-class _Widening(NumpyBackend):
-    """A fake backend that silently computes in float64, for testing the dtype check."""
-
-    name = "fake-widening"
-
-    def asarray(self, array):
-        return np.array(array, dtype=np.float64)
-
-    def scalar(self, value, dtype):
-        return float(value)
-
-
-@pytest.mark.parametrize("fake, verdict", [(_WrongStep, "FAIL"), (_Widening, "FAIL (dtype)")])
+@pytest.mark.parametrize("fake, verdict", [("WrongStepBackend", "FAIL"),
+                                           ("WideningBackend", "FAIL (dtype)")])
 def test_check_fails_on_a_mismatch(register_backend, capsys, fake, verdict):
-    register_backend(fake())
-    assert main(["check", "--backend", fake.name]) == 1
+    name = register_backend(fake)
+    assert main(["check", "--backend", name]) == 1
     out = capsys.readouterr().out
     assert verdict in out
     assert "0 mismatches" not in out

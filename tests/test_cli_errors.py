@@ -7,22 +7,12 @@ import sys
 import pytest
 
 import backends
-from helpers import MissingLibraryBackend, assert_one_line_error
-from mlpbench.cli import main
-
-
-def run_cli(capsys, *argv):
-    with pytest.raises(SystemExit) as exc:
-        code = main(list(argv))
-        raise SystemExit(code)
-    captured = capsys.readouterr()
-    return exc.value.code, captured.out, captured.err
+from helpers import assert_one_line_error, run_cli
 
 
 @pytest.fixture
 def missing_backend(register_backend):
-    return register_backend(MissingLibraryBackend(
-        "fake-missing", "fake-missing-lib", "pip install 'mlpbench[fake]'")).name
+    return register_backend("MissingLibraryBackend")
 
 
 @pytest.mark.parametrize("command", ["train", "check"])
@@ -39,7 +29,7 @@ def test_unavailable_backend_says_why_and_how_to_install(capsys, missing_backend
 
 
 def test_a_real_unavailable_backend_in_a_real_process():
-    missing = [n for n in backends.names() if not backends.get(n).available()[0]]
+    missing = [n for n in backends.names() if not backends.create(n).available()[0]]
     if not missing:
         pytest.skip("every backend is available on this machine: none to refuse")
     proc = subprocess.run([sys.executable, "-m", "mlpbench", "train", "--backend", missing[0]],

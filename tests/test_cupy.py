@@ -94,7 +94,7 @@ def test_unavailable_with_real_cupy_and_no_gpu():
 
 
 def _unavailable_reason() -> str:
-    ok, why = backends.get("cupy").available()
+    ok, why = backends.create("cupy").available()
     if ok:
         pytest.skip("cupy can run here, so there is no error to see")
     return why
@@ -134,14 +134,13 @@ def test_backends_command_says_why_cupy_is_unavailable():
 
 @pytest.fixture
 def gpu():
-    """The registry's cupy backend, left with TF32 off afterwards."""
-    backend = backends.get("cupy")
+    """A cupy backend; cuBLAS left with TF32 off afterwards (its setting is process-wide)."""
+    backend = backends.create("cupy")
     ok, why = backend.available()
     if not ok:
         pytest.skip(f"backend 'cupy' unavailable: {why}")
     yield backend
-    backend.allow_tf32 = False
-    backend.set_tf32("float32")
+    backends.create("cupy").configure("float32")
 
 
 # (shape, lr): check's shapes, and a larger one where cuBLAS picks other kernels (a smaller lr:
@@ -219,7 +218,7 @@ def test_tf32_off_by_default_even_when_cupy_had_it_on(gpu):
     backend = CupyBackend()
     assert backend.allow_tf32 is False
     backend.prepare(make_step, lr=1e-4, dtype="float32")
-    assert backend.tf32 is False
+    assert backend.tf32("float32") is False
     assert cupy._core.get_compute_type(cupy.float32) == linalg.COMPUTE_TYPE_DEFAULT
     # Full float32 is ~1e-7 here; TF32's 10-bit mantissa would give ~1e-4.
     assert _float32_matmul_error(cupy) < 1e-5
@@ -228,9 +227,9 @@ def test_tf32_off_by_default_even_when_cupy_had_it_on(gpu):
 @pytest.mark.uses_backend("cupy")
 def test_cupy_tf32_environment_variable_does_not_turn_tf32_on(gpu):
     code = ("import backends, cupy; from cupy._core import _routines_linalg as L\n"
-            "b = backends.get('cupy'); assert b.available()[0]\n"
+            "b = backends.create('cupy'); assert b.available()[0]; b.configure('float32')\n"
             "a = cupy.ones((64, 64), dtype=cupy.float32); a @ a\n"
-            "print(b.tf32, cupy._core.get_compute_type(cupy.float32) == L.COMPUTE_TYPE_TF32)")
+            "print(b.tf32('float32'), cupy._core.get_compute_type(cupy.float32) == L.COMPUTE_TYPE_TF32)")
     env = {**os.environ, "CUPY_TF32": "1"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, env=env)
@@ -244,15 +243,14 @@ def test_allow_tf32_sets_it_and_unsetting_clears_it(gpu, monkeypatch):
     from cupy._core import _routines_linalg as linalg
 
     monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)
-    gpu.allow_tf32 = True
-    gpu.prepare(make_step, lr=1e-4, dtype="float32")
+    allowed = backends.create("cupy", allow_tf32=True)
+    allowed.prepare(make_step, lr=1e-4, dtype="float32")
     major = cupy.cuda.Device().compute_capability[0]
-    assert gpu.tf32 is (int(major) >= 8)  # TF32 exists from sm_80 (Ampere) on
-    gpu.prepare(make_step, lr=1e-4, dtype="float64")
-    assert gpu.tf32 is False  # float64 matmuls never use TF32
-    gpu.allow_tf32 = False
-    gpu.prepare(make_step, lr=1e-4, dtype="float32")
-    assert gpu.tf32 is False
+    assert allowed.tf32("float32") is (int(major) >= 8)  # TF32 exists from sm_80 (Ampere) on
+    assert allowed.tf32("float64") is False  # float64 matmuls never use TF32
+    assert allowed.describe("float32")["allow_tf32"] is True
+    gpu.prepare(make_step, lr=1e-4, dtype="float32")  # a backend of another run: not allowed
+    assert gpu.tf32("float32") is False
     assert cupy._core.get_compute_type(cupy.float32) == linalg.COMPUTE_TYPE_DEFAULT
 
 
@@ -307,4 +305,4 @@ def test_steps_never_copy_back_or_synchronise(gpu):
         with allow_synchronize(False):
             for _ in range(3):
                 W, S, _ = step(a["x"], a["t"], W, S)
-    gpu.synchronize()
+    gpu.synchronize(W, S)

@@ -120,7 +120,7 @@ def test_threads_set_and_restored(local_backend):
 
 
 def test_registered_backend_is_this_class():
-    assert isinstance(backends.get("dask"), DaskBackend)
+    assert isinstance(backends.create("dask"), DaskBackend)
 
 
 # -- a dask.distributed cluster of two worker processes --------------------------------
@@ -149,7 +149,7 @@ def test_cluster_computes_on_its_workers(cluster, cluster_backend):
     assert cluster_backend.chunk_rows(6) == 3
     step = cluster_backend.prepare(make_step, lr=1e-3, dtype="float64")
     W, S, loss = step(dev["x"], dev["t"], dev["W"], dev["S"])
-    cluster_backend.synchronize()
+    cluster_backend.synchronize(W, S, loss)
     client = cluster_backend._client()
     held = client.who_has([W, S, loss])
     assert held and all(held.values()), "W, S and the loss are not held by the workers"

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.uses_backend("jax")
 
 @pytest.fixture
 def jax_backend():
-    return backends.get("jax")
+    return backends.create("jax")
 
 
 def prepared(backend, shape, dtype="float32", make=make_step):
@@ -57,7 +57,7 @@ def test_step_compiles_once(jax_backend):
     W, S = dev["W"], dev["S"]
     for _ in range(5):
         W, S, loss = step(dev["x"], dev["t"], W, S)
-    jax_backend.synchronize()
+    jax_backend.synchronize(W, S, loss)
     assert len(traces) == 1
 
 
@@ -65,14 +65,14 @@ def test_steps_return_before_their_work_is_done(jax_backend):
     """JAX dispatches asynchronously on the CPU: only synchronize() makes a timed block honest."""
     dev, step = prepared(jax_backend, (512, 1000, 512, 10))
     W, S, loss = step(dev["x"], dev["t"], dev["W"], dev["S"])
-    jax_backend.synchronize()  # compiled, outside the timing
+    jax_backend.synchronize(W, S, loss)  # compiled, outside the timing
     n_steps = 10  # about 10 GFLOP in all: far longer than dispatching them
     start = time.perf_counter()
     for _ in range(n_steps):
         W, S, loss = step(dev["x"], dev["t"], W, S)
     dispatched_s = time.perf_counter() - start
     ready_when_dispatched = loss.is_ready()
-    jax_backend.synchronize()
+    jax_backend.synchronize(W, S, loss)
     synchronized_s = time.perf_counter() - start
     print(f"{n_steps} steps: returned after {dispatched_s * 1e3:.2f} ms, "
           f"done after {synchronized_s * 1e3:.1f} ms")
@@ -80,13 +80,12 @@ def test_steps_return_before_their_work_is_done(jax_backend):
     assert W.is_ready() and S.is_ready() and loss.is_ready()
 
 
-def test_synchronize_waits_for_every_prepared_step(jax_backend):
+def test_synchronize_waits_for_the_arrays_it_is_given(jax_backend):
     (dev_a, step_a), (dev_b, step_b) = (prepared(jax_backend, (512, 1000, 256, 10)),
                                         prepared(jax_backend, (256, 1000, 512, 10)))
-    jax_backend.synchronize()
     a = step_a(dev_a["x"], dev_a["t"], dev_a["W"], dev_a["S"])
     b = step_b(dev_b["x"], dev_b["t"], dev_b["W"], dev_b["S"])
-    jax_backend.synchronize()
+    jax_backend.synchronize(*a, *b)
     assert all(array.is_ready() for array in a + b)
 
 
@@ -95,7 +94,7 @@ def test_step_consumes_only_its_own_outputs(jax_backend):
     dev, step = prepared(jax_backend, (4, 6, 5, 3))
     W1, S1, _ = step(dev["x"], dev["t"], dev["W"], dev["S"])
     W2, S2, _ = step(dev["x"], dev["t"], W1, S1)
-    jax_backend.synchronize()
+    jax_backend.synchronize(W2, S2)
     assert not dev["W"].is_deleted() and not dev["S"].is_deleted()
     assert W1.is_deleted() and S1.is_deleted()
     assert np.all(np.isfinite(jax_backend.to_numpy(W2)))

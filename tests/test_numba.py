@@ -22,7 +22,7 @@ uses_numba = pytest.mark.uses_backend("numba")
 
 @pytest.fixture
 def numba_backend():
-    return backends.get("numba")
+    return backends.create("numba")
 
 
 def _close(value, reference, dtype, steps=1):
@@ -53,7 +53,7 @@ def test_step_keeps_dtype_and_leaves_inputs_alone(numba_backend, dtype):
 @uses_numba
 def test_run_steps_returns_final_weights_not_initial(numba_backend):
     inputs = make_inputs(4, 6, 5, 3, dtype="float64", seed=2, relu_zeros=True)
-    reference = run_steps(backends.get("numpy"), inputs, 5, lr=1e-2, dtype="float64")
+    reference = run_steps(backends.create("numpy"), inputs, 5, lr=1e-2, dtype="float64")
     result = run_steps(numba_backend, inputs, 5, lr=1e-2, dtype="float64")
     assert not np.array_equal(result["W"], inputs["W"])
     for name in ("W", "S", "loss"):
@@ -227,7 +227,7 @@ import numba, numpy as np
 from threadpoolctl import threadpool_info
 import backends
 
-with backends.get("numba").threads(1):
+with backends.create("numba").threads(1):
     numba.njit(lambda a, b: a @ b)(np.ones((2, 2)), np.ones((2, 2)))  # Numba's BLAS in use
     print(json.dumps({p["filepath"]: p["num_threads"] for p in threadpool_info()
                       if p["user_api"] == "blas"}))
@@ -274,7 +274,7 @@ import backends
 from kernels import make_step
 from mlpbench.problem import make_inputs
 
-backend = backends.get("numba")
+backend = backends.create("numba")
 stats = {}
 for dtype in ("float64", "float32"):
     arrays = make_inputs(3, 7, 5, 2, dtype=dtype, seed=0)
@@ -323,7 +323,7 @@ def test_cache_keys_follow_the_closure(pieces):
 def test_unavailable_without_numba_says_how_to_install():
     code = ("import sys; sys.modules['numba'] = None\n"
             "import backends\n"
-            "ok, why = backends.get('numba').available()\n"
+            "ok, why = backends.create('numba').available()\n"
             "print(ok); print(why)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.uses_backend("torch")
 
 @pytest.fixture
 def torch_backend():
-    return backends.get("torch")
+    return backends.create("torch")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

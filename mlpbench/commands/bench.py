@@ -2,11 +2,12 @@
 
 Every point (backend, dtype, batch size, hidden width) gets fresh seeded data, one warm-up
 call (its time is ``compile_s``), then ``--repeat`` timed blocks of enough steps to last
-``--min-time``, each ended by the backend's synchronize (see ``mlpbench.measure``). The
-points run in a seeded shuffled order; the results file is rewritten atomically after
-each point, so an interrupted sweep leaves every finished point, and ``--resume`` goes on.
-A point past ``--timeout`` is stopped by an interval timer, or between blocks (how, and
-what it cannot cut short: ``mlpbench.measure``) and recorded as ``timeout``.
+``--min-time``, each ended by the backend's synchronize (see ``mlpbench.measure``). Each
+backend runs in a worker process of its own (``mlpbench.sweep``); the points run in a
+seeded shuffled order; the results file is rewritten atomically after each point, so an
+interrupted sweep leaves every finished point, and ``--resume`` goes on. A point past
+``--timeout`` has its worker killed and is recorded as ``timeout``; a worker that dies
+makes its point ``error``.
 
 Exit status: 0 when every point is ok or timed out; 1 when a point is ``error`` or
 ``invalid`` (or ``--fail-fast`` stopped the sweep at one); 2 for bad input; 130 when
@@ -15,27 +16,22 @@ interrupted (the finished points are in ``--output``).
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import random
 import sys
-import time
 from typing import Any
 
-import numpy as np
-
-from kernels import make_step, step_flops
-from mlpbench import report, settings
+import backends
+from mlpbench import report, settings, sweep
+from mlpbench.environment import environment
 from mlpbench.errors import UsageError
-from mlpbench.measure import PointTimeout, measure_step, peak_matmul_gflops, per_step, time_limit
+from mlpbench.files import check_writable
 from mlpbench.options import (DTYPES, add_threads, comma_list, dtype, non_negative_int,
                               positive_float, positive_int, resolve_backends)
-from mlpbench.problem import check_memory, make_inputs, to_backend
-from mlpbench.files import check_writable
-from mlpbench.results import (command_line, environment, load_results, make_result, new_results,
-                              now, point_key, write_results)
+from mlpbench.problem import check_memory
+from mlpbench.results import load_results, new_results, now, write_results
+from mlpbench.workers import WorkerError
 
-__all__ = ["add_arguments", "measure_peak", "measure_point", "plan_points", "run"]
+__all__ = ["add_arguments", "run"]
 
 FULL, QUICK = settings.GRIDS["full"], settings.GRIDS["quick"]
 
@@ -92,76 +88,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "dask (flags given override these)")
     p.add_argument("--fail-fast", action="store_true",
                    help="stop at the first point that errors or is invalid (exit 1)")
+    p.add_argument("--isolate", choices=sweep.ISOLATION, default="backend",
+                   help="a worker process per backend for the whole sweep (default), or a "
+                        "fresh one per point")
     p.add_argument("--allow-tf32", action="store_true",
                    help="let float32 matmuls on a GPU use TF32; recorded in the results")
-
-
-def plan_points(backend_names: list[str], dtypes: list[str], batch_sizes: list[int],
-                hiddens: list[int], n_in: int, n_out: int, seed: int) -> list[dict]:
-    """Every point of the grid once, in an order shuffled by ``seed``."""
-    points = [{"backend": b, "dtype": d, "batch_size": B, "n_in": n_in, "hidden": H, "n_out": n_out}
-              for b in backend_names for d in dtypes for B in batch_sizes for H in hiddens]
-    random.Random(seed).shuffle(points)
-    return points
-
-
-def _threads_in_effect(requested: int | None, info: dict) -> int | None:
-    """The thread count recorded with a result: the one asked for, else the BLAS's."""
-    if requested is not None:
-        return requested
-    blas = info.get("blas") or []
-    return max(blas) if blas else None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or "(no message)"
-    return f"{type(exc).__name__}: {text[:500]}"
-
-
-def measure_point(backend: Any, point: dict, *, threads: int | None, min_time: float,
-                  repeat: int, timeout: float | None, seed: int, peaks: dict,
-                  allow_tf32: bool) -> dict:
-    """Run one point under its time limit: its result, whatever happened (but Ctrl-C)."""
-    sizes = (point["batch_size"], point["n_in"], point["hidden"], point["n_out"])
-    lr = settings.learning_rate(*sizes)
-    measurement, started = None, time.perf_counter()
-    with backend.threads(threads) as info:
-        try:
-            # Overflow in a diverging point is reported as 'invalid', not as numpy warnings.
-            with time_limit(timeout) as deadline, np.errstate(all="ignore"):
-                arrays = to_backend(backend, make_inputs(*sizes, dtype=point["dtype"], seed=seed,
-                                                         init="scaled"))
-                step = backend.prepare(make_step, lr=lr, dtype=point["dtype"])
-                measurement = measure_step(backend, step, arrays, min_time=min_time,
-                                           repeat=repeat, deadline=deadline)
-            if math.isfinite(measurement.final_loss):
-                status, error = "ok", None
-            else:
-                status, error = "invalid", f"loss after the timed steps is {measurement.final_loss}"
-        except PointTimeout:
-            status, error = "timeout", f"ran past the --timeout of {timeout:g} s"
-        except Exception as exc:  # any failure of the backend is this point's result
-            status, error = "error", _one_line(exc)
-    extra: dict[str, Any] = {"lr": lr, "seed": seed, "allow_tf32": allow_tf32,
-                             "tf32": getattr(backend, "tf32", None), "thread_info": info,
-                             "launches_per_step": getattr(backend, "launches_per_step", None),
-                             "updates_in_place": getattr(backend, "updates_in_place", None),
-                             "min_time": min_time, "elapsed_s": time.perf_counter() - started}
-    if status == "ok" and measurement.device_block_s is not None:
-        extra["device_step_s"] = per_step(measurement.device_block_s, measurement.steps_per_block)
-    return make_result(point, threads=_threads_in_effect(threads, info), status=status,
-                       error=error, measurement=measurement, flops_per_step=step_flops(*sizes),
-                       peak_gflops=peaks.get(f"{point['backend']}/{point['dtype']}"), **extra)
-
-
-def measure_peak(backend: Any, dtype: str, *, threads: int | None, min_time: float, repeat: int,
-                 timeout: float | None) -> float:
-    """GFLOP/s of a large square matmul through the backend, with its settings for ``dtype``."""
-    with backend.threads(threads), time_limit(timeout) as deadline, np.errstate(all="ignore"):
-        # prepare applies a backend's per-dtype settings: CuPy's TF32, JAX's 64-bit mode.
-        backend.prepare(make_step, lr=1e-6, dtype=dtype)
-        return peak_matmul_gflops(backend, dtype, min_time=min_time, repeat=repeat,
-                                  deadline=deadline)["gflops"]
 
 
 def _settings(args: argparse.Namespace) -> argparse.Namespace:
@@ -175,12 +106,12 @@ def _settings(args: argparse.Namespace) -> argparse.Namespace:
     return s
 
 
-def _choose_backends(names: list[str] | None, quick: bool) -> list[Any]:
+def _choose_backends(names: list[str] | None, quick: bool, allow_tf32: bool) -> list[Any]:
     if names is None and quick:
-        return [b for b in resolve_backends(None) if b.name in settings.QUICK_BACKENDS]
+        names = [n for n in backends.available() if n in settings.QUICK_BACKENDS]
     if names and "all" in names and names != ["all"]:
         raise UsageError(f"--backend 'all' cannot be combined with names: {','.join(names)}")
-    return resolve_backends(names)
+    return resolve_backends(names, allow_tf32=allow_tf32)
 
 
 def _validate(s: argparse.Namespace) -> tuple[list[Any], dict | None]:
@@ -192,7 +123,7 @@ def _validate(s: argparse.Namespace) -> tuple[list[Any], dict | None]:
 
         plot.require_matplotlib()
         check_writable(s.plot, "--plot")
-    chosen = _choose_backends(s.backend, s.quick)
+    chosen = _choose_backends(s.backend, s.quick, s.allow_tf32)
     if not chosen:
         raise UsageError("no backend to run: none of the chosen ones is available here")
     previous = None
@@ -208,26 +139,40 @@ def _validate(s: argparse.Namespace) -> tuple[list[Any], dict | None]:
 def run(args: argparse.Namespace) -> int:
     s = _settings(args)
     chosen, previous = _validate(s)
-    by_name = {b.name: b for b in chosen}
-    if s.allow_tf32:
-        for backend in chosen:
-            backend.allow_tf32 = True
-    threads = {}
-    for backend in chosen:
-        with backend.threads(s.threads) as info:
-            threads[backend.name] = _threads_in_effect(s.threads, info)
+    names = [b.name for b in chosen]
+    options = sweep.Options(threads=s.threads, min_time=s.min_time, repeat=s.repeat,
+                            timeout=s.timeout, seed=s.seed, allow_tf32=s.allow_tf32,
+                            isolate=s.isolate)
+    with sweep.Sweep(options) as engine:
+        try:
+            return _run(s, args, chosen, names, previous, engine)
+        except KeyboardInterrupt:
+            where = (f"; the finished points are in {s.output} (rerun with --resume)"
+                     if s.output else "")
+            print(f"mlpbench bench: interrupted{where}", file=sys.stderr)
+            return 130
 
-    argv = getattr(args, "argv", None)
-    doc = new_results(environment(chosen, command_line(argv), threads=s.threads))
+
+def _run(s: argparse.Namespace, args: argparse.Namespace, chosen: list, names: list[str],
+         previous: dict | None, engine: sweep.Sweep) -> int:
+    from tqdm import tqdm
+
+    facts = {}
+    for name in names:
+        try:
+            facts[name] = engine.start(name)
+        except WorkerError as exc:
+            raise UsageError(str(exc)) from None
+    threads = {name: facts[name]["threads"] for name in names}
+    doc = new_results(environment([b.library for b in chosen if b.library], facts,
+                                  args.command_line))
     if previous is not None:
         env = previous["environment"]
         doc["environment"]["earlier_runs"] = env.pop("earlier_runs", []) + [env]
         doc["peak_gflops"].update(previous["peak_gflops"])
         doc["results"] = previous["results"]
-    done = {point_key(r) for r in doc["results"]}
-    points = plan_points([b.name for b in chosen], s.dtype, s.batch_size, s.hidden, s.n_in,
-                         s.n_out, s.seed)
-    todo = [p for p in points if point_key({**p, "threads": threads[p["backend"]]}) not in done]
+    points = sweep.plan_points(names, s.dtype, s.batch_size, s.hidden, s.n_in, s.n_out, s.seed)
+    todo = sweep.pending(points, doc["results"], threads)
     peaks_todo = list(dict.fromkeys((p["backend"], p["dtype"]) for p in todo))
 
     def save() -> None:
@@ -235,13 +180,33 @@ def run(args: argparse.Namespace) -> int:
             write_results(s.output, doc)
 
     save()
-    failed = False
-    try:
-        failed = _sweep(s, doc, by_name, todo, peaks_todo, save)
-    except KeyboardInterrupt:
-        where = f"; the finished points are in {s.output} (rerun with --resume)" if s.output else ""
-        print(f"mlpbench bench: interrupted{where}", file=sys.stderr)
-        return 130
+    stopped: list[dict] = []
+    with tqdm(total=len(todo), file=sys.stderr, unit="point", disable=not sys.stderr.isatty(),
+              dynamic_ncols=True, leave=False) as bar:
+        for name, dtype_ in peaks_todo:
+            bar.set_description(f"peak matmul {name} {dtype_}")
+            try:
+                doc["peak_gflops"][f"{name}/{dtype_}"] = engine.peak(name, dtype_)
+            except WorkerError as exc:
+                doc.setdefault("peak_errors", {})[f"{name}/{dtype_}"] = str(exc)
+        save()
+
+        def on_result(result: dict) -> bool:
+            doc["results"].append(result)
+            save()
+            bar.update()
+            if s.fail_fast and result["status"] in ("error", "invalid"):
+                stopped.append(result)
+                return True
+            return False
+
+        sweep.run_points(engine, todo, doc["peak_gflops"], on_result, bar.set_description)
+    if stopped:
+        r = stopped[0]
+        print(f"mlpbench bench: stopped (--fail-fast) at {r['backend']} {r['dtype']} batch "
+              f"{r['batch_size']} hidden {r['hidden']}: {r['status']}: {r['error']}",
+              file=sys.stderr)
+        return 1
     doc["environment"]["finished"] = now()
     save()
 
@@ -254,39 +219,4 @@ def run(args: argparse.Namespace) -> int:
         plot.plot_results(doc, s.plot)
         print(f"plot: {s.plot}")
     bad = any(r["status"] in ("error", "invalid") for r in doc["results"])
-    return 1 if failed or bad else 0
-
-
-def _sweep(s: argparse.Namespace, doc: dict, by_name: dict, todo: list[dict],
-           peaks_todo: list[tuple[str, str]], save) -> bool:
-    """The peaks, then every point in order, saved after each; True if --fail-fast stopped it."""
-    from tqdm import tqdm
-
-    with tqdm(total=len(todo), file=sys.stderr, unit="point", disable=not sys.stderr.isatty(),
-              dynamic_ncols=True, leave=False) as bar:
-        for name, dtype_ in peaks_todo:
-            bar.set_description(f"peak matmul {name} {dtype_}")
-            try:
-                doc["peak_gflops"][f"{name}/{dtype_}"] = measure_peak(
-                    by_name[name], dtype_, threads=s.threads, min_time=s.min_time,
-                    repeat=s.repeat, timeout=s.timeout)
-            except (Exception, PointTimeout) as exc:
-                doc.setdefault("peak_errors", {})[f"{name}/{dtype_}"] = _one_line(exc)
-        save()
-        for point in todo:
-            bar.set_description(f"{point['backend']} {point['dtype']} batch {point['batch_size']} "
-                                f"hidden {point['hidden']}")
-            result = measure_point(by_name[point["backend"]], point, threads=s.threads,
-                                   min_time=s.min_time, repeat=s.repeat, timeout=s.timeout,
-                                   seed=s.seed, peaks=doc["peak_gflops"],
-                                   allow_tf32=s.allow_tf32)
-            doc["results"].append(result)
-            save()
-            bar.update()
-            if s.fail_fast and result["status"] in ("error", "invalid"):
-                bar.close()
-                print(f"mlpbench bench: stopped (--fail-fast) at {point['backend']} "
-                      f"{point['dtype']} batch {point['batch_size']} hidden {point['hidden']}: "
-                      f"{result['status']}: {result['error']}", file=sys.stderr)
-                return True
-    return False
+    return 1 if bad else 0

@@ -41,6 +41,6 @@ def run(args: argparse.Namespace) -> int:
                               f"{e['loss']:>9.1e} {e['W']:>9.1e} {e['S']:>9.1e} {c.rtol:>8.0e}  "
                               f"{verdict}", flush=True)
     for name in skipped:
-        print(f"{name:<17} skipped: {backends.get(name).available()[1]}")
+        print(f"{name:<17} skipped: {backends.create(name).available()[1]}")
     print(f"errors are max|backend - numpy| / max|numpy|; {failures} mismatches")
     return 1 if failures else 0

@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def describe(name: str) -> dict:
     """What ``mlpbench backends`` reports of one backend."""
-    backend = backends.get(name)
+    backend = backends.create(name)
     ok, why = backend.available()
     return {"name": name, "available": ok, "reason": why or None,
             "version": backend.version, "device": backend.device if ok else None}

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"Iter: {i}\tLoss: {losses[-1]}", flush=True)
             if not math.isfinite(losses[-1]):
                 break
-        backend.synchronize()
+        backend.synchronize(W, S, loss)
         elapsed = time.perf_counter() - start
     diverged = not math.isfinite(losses[-1])
     if args.save:
