@@ -85,6 +85,10 @@ class Backend:
     def device(self) -> str:
         return "cpu"
 
+    def describe(self) -> dict:
+        """The facts recorded with every result of this backend."""
+        return {}
+
     # -- arrays ---------------------------------------------------------------
     @property
     def xp(self) -> Any:

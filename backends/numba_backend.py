@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -12,17 +13,25 @@ __all__ = ["NumbaBackend"]
 
 
 def _load_blas() -> None:
-    """Load the BLAS Numba's ``@`` calls (SciPy's, not always numpy's), so threadpoolctl can see it."""
+    """Load the BLAS the step may call (SciPy's, not always numpy's; MKL), so threadpoolctl sees them."""
     import scipy.linalg.cython_blas  # noqa: F401
+
+    from backends import _numba_blas
+
+    try:
+        _numba_blas.candidates()
+    except ValueError:  # a bad setting: available() says so
+        pass
 
 
 class NumbaBackend(Backend):
     """numpy arrays in, the step of ``kernels.make_step`` compiled as one Numba function.
 
-    The step is ``make_step(numpy, jit=stable_njit, **PIECES)``: the shared sequence, its
-    matmuls by Numba's ``@`` (SciPy's BLAS), five pieces replaced by fused loops from
-    ``backends._numba_pieces``. Nothing runs in Numba's parallel loops, so only the BLAS
-    is threaded; ``threads(n)`` still sets Numba's pool to ``n`` so the two never exceed it.
+    The step is ``make_step(numpy, jit=stable_njit, **pieces)``: the shared sequence, five
+    pieces replaced by fused loops from ``backends._numba_pieces``, the products by gemm of
+    the BLAS ``backends._numba_blas`` chooses (MKL or SciPy's; ``MLPBENCH_NUMBA_BLAS``), the
+    SGD update fused into its product. Nothing runs in Numba's parallel loops, so only the
+    BLAS is threaded; ``threads(n)`` still sets Numba's pool to ``n`` so the two never exceed it.
     """
 
     name = "numba"
@@ -31,7 +40,8 @@ class NumbaBackend(Backend):
     install_hint = "pip install 'mlpbench[numba]'"
 
     def __init__(self) -> None:
-        self._steps: dict[Callable, Any] = {}
+        self._steps: dict[tuple, Any] = {}
+        self._blas: str | None = None  # the library of the latest step run
 
     def _import(self) -> Any:
         import numba
@@ -44,6 +54,12 @@ class NumbaBackend(Backend):
             self._import()
         except ImportError as exc:
             return False, f"numba and scipy are needed ({exc}); {self.install_hint}"
+        from backends import _numba_blas
+
+        try:
+            _numba_blas.requested()
+        except ValueError as exc:
+            return False, str(exc)
         return True, ""
 
     @property
@@ -57,37 +73,71 @@ class NumbaBackend(Backend):
     def scalar(self, value: float, dtype: str) -> Any:
         return np.dtype(dtype).type(value)
 
-    def compiled_step(self, make_step: Callable) -> Any:
-        """The Numba-compiled ``train_step`` built by ``make_step``, made once per process."""
-        if make_step not in self._steps:
-            from backends import _numba_pieces
+    def compiled_step(self, make_step: Callable, blas: str | None = None,
+                      dtype: str = "float64") -> Any:
+        """The Numba-compiled ``train_step`` built by ``make_step`` on library ``blas``'s gemm in
+        ``dtype`` (None: Numba's ``@``, dtype-generic), made once per process."""
+        from backends import _numba_blas, _numba_pieces
 
-            built = make_step(np, jit=_numba_pieces.stable_njit, **_numba_pieces.PIECES)
-            self._steps[make_step] = built.train_step
-        return self._steps[make_step]
+        if blas is not None and _numba_blas.load(blas)[0] is None:
+            blas = None  # SciPy's BLAS without CBLAS products: Numba's @ calls it
+        key = (make_step, blas, dtype if blas else None)
+        if key not in self._steps:
+            pieces = (_numba_pieces.blas_pieces(_numba_blas.gemm_for(blas, dtype)) if blas
+                      else _numba_pieces.PIECES)
+            self._steps[key] = make_step(np, jit=_numba_pieces.stable_njit, **pieces).train_step
+        return self._steps[key]
 
     def prepare(self, make_step: Callable, *, lr: float, dtype: str) -> PreparedStep:
         """The compiled step; its first call with a dtype compiles, or loads Numba's disk cache.
 
-        W and S are updated in place when they are this step's own previous outputs, as in
-        a training loop (as the jax backend donates them); the caller's first W and S are
-        copied, and stay as they were. Keep a copy of an intermediate W or S you need later.
+        With two BLAS to choose from, the first call at each shape times the step on each
+        (on copies of W and S) and keeps the faster. W and S are updated in place when they
+        are this step's own previous outputs, as in a training loop (as the jax backend
+        donates them); the caller's first W and S are copied, and stay as they were. Keep a
+        copy of an intermediate W or S you need later.
         """
-        train_step = self.compiled_step(make_step)
+        from backends import _numba_blas
+
+        names, warning = _numba_blas.candidates()
+        _numba_blas.warn(warning)
+        steps = {name: self.compiled_step(make_step, name, dtype) for name in names}
         lr_ = self.scalar(lr, dtype)
         to_dtype = np.dtype(dtype).type
+        chosen: dict[tuple, str] = {}
 
         def run(x, t, W, S):
-            W, S, loss = train_step(x, t, W, S, lr_)
+            shape = (x.shape, W.shape, S.shape)
+            if shape not in chosen:
+                chosen[shape] = _faster(steps, x, t, W, S, lr_)
+            self._blas = chosen[shape]
+            W, S, loss = steps[self._blas](x, t, W, S, lr_)
             return W, S, to_dtype(loss)  # Numba returns scalars as Python floats
 
         step = OwnOutputs(run, np.copy)
-        step.train_step = train_step  # the dispatcher, for its compile and cache statistics
+        step.train_step = steps[names[0]]  # a dispatcher, for its compile and cache statistics
+        step.train_steps = steps
+        step.chosen = chosen
+        if len(names) == 1:
+            self._blas = names[0]
         return step
+
+    def describe(self) -> dict:
+        """The base facts and ``blas``: the library of the latest step, its version and threads.
+
+        Before the first step with two candidates, ``blas`` says which they are, not which ran.
+        """
+        from backends import _numba_blas
+
+        names, _ = _numba_blas.candidates()
+        used = self._blas if self._blas in names else (names[0] if len(names) == 1 else None)
+        facts = _numba_blas.facts(used) if used else {"name": None}
+        return {**super().describe(), "blas": {**facts, "candidates": names,
+                                               "setting": _numba_blas.requested()}}
 
     @contextlib.contextmanager
     def threads(self, n: int | None) -> Iterator[dict]:
-        """Limit the BLAS (numpy's and SciPy's) and Numba's pool to ``n`` together; restore after."""
+        """Limit the BLAS (numpy's, SciPy's, MKL's) and Numba's pool to ``n`` together; restore after."""
         import numba
         from threadpoolctl import threadpool_limits
 
@@ -109,3 +159,20 @@ class NumbaBackend(Backend):
         info = super().thread_info()
         info["numba"] = numba.get_num_threads()
         return info
+
+
+def _faster(steps: dict, x, t, W, S, lr) -> str:
+    """The name of the faster step at these shapes, timed on copies of W and S (~0.1 s a step)."""
+    if len(steps) == 1:
+        return next(iter(steps))
+    best = {}
+    for name, train_step in steps.items():
+        W_, S_ = W.copy(), S.copy()
+        train_step(x, t, W_, S_, lr)  # compiles or loads from the cache; warms the BLAS
+        times, start = [], time.perf_counter()
+        while len(times) < 3 or (len(times) < 200 and time.perf_counter() - start < 0.05):
+            begin = time.perf_counter()
+            train_step(x, t, W_, S_, lr)
+            times.append(time.perf_counter() - begin)
+        best[name] = min(times)
+    return min(best, key=best.get)

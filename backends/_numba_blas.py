@@ -1,0 +1,255 @@
+"""The BLAS the numba backend's products call from nopython code: MKL (the ``mkl`` package) or SciPy's.
+
+Each library's ``cblas_sgemm``/``cblas_dgemm`` is found with ctypes and registered with
+LLVM under a name of ours (``llvmlite.binding.add_symbol``); compiled code calls that name
+through ``numba.types.ExternalFunction``. The name, not the address, is what compiled code
+holds, so Numba's disk cache works (a ctypes pointer would be frozen into the code and
+forbid it) and each process binds it to the library it loaded. Transposes are BLAS flags
+on the stored C-contiguous arrays: nothing is copied.
+
+``MLPBENCH_NUMBA_BLAS`` chooses: ``auto`` (default: both when MKL loads, the faster per
+step shape, measured on its first call), ``mkl`` or ``scipy``. ``MLPBENCH_MKL_LIBRARY``
+names the ``mkl_rt`` library file to load instead of the ``mkl`` package's.
+This module imports numba at the top: import it only through ``backends.numba_backend``.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Callable
+
+import llvmlite.binding
+import numpy as np
+from numba import types
+
+from backends._numba_pieces import stable_njit
+
+__all__ = ["CHOICES", "MKL_SETTING", "SETTING", "Library", "candidates", "facts", "gemm_for",
+           "load", "requested", "warn"]
+
+SETTING = "MLPBENCH_NUMBA_BLAS"
+MKL_SETTING = "MLPBENCH_MKL_LIBRARY"
+CHOICES = ("auto", "mkl", "scipy")
+#: CBLAS constants (cblas.h).
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+
+
+def _signature(real):
+    i = types.intc  # LP64: the 32-bit integer interface, mkl_rt's default and SciPy's
+    pointer = types.CPointer(real)
+    return types.void(i, i, i, i, i, i, real, pointer, i, pointer, i, real, pointer, i)
+
+
+# Module globals, not closure cells: Numba caches code calling these (a closure over one is
+# keyed anew in every process).
+_MKL_SGEMM = types.ExternalFunction("mlpbench_mkl_cblas_sgemm", _signature(types.float32))
+_MKL_DGEMM = types.ExternalFunction("mlpbench_mkl_cblas_dgemm", _signature(types.float64))
+_SCIPY_SGEMM = types.ExternalFunction("mlpbench_scipy_cblas_sgemm", _signature(types.float32))
+_SCIPY_DGEMM = types.ExternalFunction("mlpbench_scipy_cblas_dgemm", _signature(types.float64))
+
+
+@stable_njit
+def _mkl_sgemm(trans_a, trans_b, m, n, k, alpha, a, b, beta, c):
+    _MKL_SGEMM(_ROW_MAJOR, trans_a, trans_b, m, n, k, alpha, a.ctypes, max(1, a.shape[1]),
+               b.ctypes, max(1, b.shape[1]), beta, c.ctypes, max(1, c.shape[1]))
+
+
+@stable_njit
+def _mkl_dgemm(trans_a, trans_b, m, n, k, alpha, a, b, beta, c):
+    _MKL_DGEMM(_ROW_MAJOR, trans_a, trans_b, m, n, k, alpha, a.ctypes, max(1, a.shape[1]),
+               b.ctypes, max(1, b.shape[1]), beta, c.ctypes, max(1, c.shape[1]))
+
+
+@stable_njit
+def _scipy_sgemm(trans_a, trans_b, m, n, k, alpha, a, b, beta, c):
+    _SCIPY_SGEMM(_ROW_MAJOR, trans_a, trans_b, m, n, k, alpha, a.ctypes, max(1, a.shape[1]),
+                 b.ctypes, max(1, b.shape[1]), beta, c.ctypes, max(1, c.shape[1]))
+
+
+@stable_njit
+def _scipy_dgemm(trans_a, trans_b, m, n, k, alpha, a, b, beta, c):
+    _SCIPY_DGEMM(_ROW_MAJOR, trans_a, trans_b, m, n, k, alpha, a.ctypes, max(1, a.shape[1]),
+                 b.ctypes, max(1, b.shape[1]), beta, c.ctypes, max(1, c.shape[1]))
+
+
+_CALLS = {("mkl", "float32"): _mkl_sgemm, ("mkl", "float64"): _mkl_dgemm,
+          ("scipy", "float32"): _scipy_sgemm, ("scipy", "float64"): _scipy_dgemm}
+
+
+def _make_gemm(call: Callable) -> Callable:
+    @stable_njit
+    def gemm(alpha, a, trans_a, b, trans_b, beta, c):
+        """c = alpha op(a) @ op(b) + beta c, written over c and returned; op(a) is a.T if trans_a."""
+        # BLAS reads the arrays as stored, C-contiguous; the step's are, other layouts are copied.
+        a = np.ascontiguousarray(a)
+        b = np.ascontiguousarray(b)
+        out = np.ascontiguousarray(c)
+        m, n = c.shape
+        k = a.shape[0] if trans_a else a.shape[1]
+        call(_TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS, m, n, k,
+             alpha, a, b, beta, out)
+        if out is not c:
+            c[:, :] = out
+        return c
+
+    return gemm
+
+
+
+@functools.lru_cache(maxsize=None)
+def gemm_for(name: str, dtype: str) -> Callable:
+    """The compiled ``gemm(alpha, a, trans_a, b, trans_b, beta, c)`` of library ``name`` in ``dtype``."""
+    return _make_gemm(_CALLS[name, dtype])
+
+
+@dataclass
+class Library:
+    """A loaded BLAS: its name here, its file, and where its two products are."""
+
+    name: str
+    path: str
+    sgemm: int
+    dgemm: int
+    handle: ctypes.CDLL = field(repr=False)
+
+    def register(self) -> None:
+        llvmlite.binding.add_symbol(f"mlpbench_{self.name}_cblas_sgemm", self.sgemm)
+        llvmlite.binding.add_symbol(f"mlpbench_{self.name}_cblas_dgemm", self.dgemm)
+
+
+def requested() -> str:
+    """The setting's value (``auto`` when unset); ValueError naming the choices when unknown."""
+    value = os.environ.get(SETTING, "").strip().lower() or "auto"
+    if value not in CHOICES:
+        raise ValueError(f"{SETTING}={os.environ[SETTING]!r} is not one of {', '.join(CHOICES)}")
+    return value
+
+
+def _address(handle: ctypes.CDLL, *names: str) -> int | None:
+    for name in names:
+        try:
+            return ctypes.cast(getattr(handle, name), ctypes.c_void_p).value
+        except AttributeError:
+            continue
+    return None
+
+
+def _mkl_path() -> str | None:
+    """The mkl_rt library: the setting's, else the ``mkl`` package's, else the system's."""
+    if os.environ.get(MKL_SETTING):
+        return os.environ[MKL_SETTING]
+    from importlib import metadata
+
+    try:
+        files = metadata.files("mkl") or []
+    except metadata.PackageNotFoundError:
+        files = []
+    for file in files:
+        if file.name.startswith(("libmkl_rt.so", "libmkl_rt.dylib", "mkl_rt")):
+            return str(file.locate().resolve())
+    return ctypes.util.find_library("mkl_rt")
+
+
+def _load_mkl() -> tuple[Library | None, str]:
+    """(MKL, "") when it loads; (None, why) when it is missing or broken."""
+    path = _mkl_path()
+    if path is None:
+        return None, "MKL is not installed (pip install 'mlpbench[mkl]')"
+    try:
+        handle = ctypes.CDLL(path)
+    except OSError as exc:
+        return None, f"MKL at {path} does not load ({exc})"
+    sgemm, dgemm = _address(handle, "cblas_sgemm"), _address(handle, "cblas_dgemm")
+    if sgemm is None or dgemm is None:
+        return None, f"{path} has no cblas_sgemm/cblas_dgemm"
+    return Library("mkl", path, sgemm, dgemm, handle), ""
+
+
+def _file_of(address: int) -> str | None:
+    """The shared library file that holds ``address`` (dladdr)."""
+
+    class DlInfo(ctypes.Structure):
+        _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                    ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+    dladdr = ctypes.CDLL(None).dladdr
+    dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(DlInfo)]
+    info = DlInfo()
+    if not dladdr(address, ctypes.byref(info)) or not info.dli_fname:
+        return None
+    return os.fsdecode(info.dli_fname)
+
+
+def _load_scipy() -> tuple[Library | None, str]:
+    """The BLAS SciPy's ``cython_blas`` links (Numba's ``@`` calls it too), by its CBLAS products.
+
+    Symbols are looked up through ``cython_blas``'s own dependencies; scipy-openblas, the
+    BLAS of SciPy's wheels, prefixes them with ``scipy_``.
+    """
+    try:
+        from scipy.linalg import cython_blas
+
+        handle = ctypes.CDLL(cython_blas.__file__)
+    except (ImportError, OSError) as exc:
+        return None, f"SciPy's BLAS could not be loaded ({exc})"
+    sgemm = _address(handle, "scipy_cblas_sgemm", "cblas_sgemm")
+    dgemm = _address(handle, "scipy_cblas_dgemm", "cblas_dgemm")
+    if sgemm is None or dgemm is None:
+        return None, "SciPy's BLAS has no CBLAS gemm"
+    path = _file_of(dgemm) or cython_blas.__file__
+    return Library("scipy", path, sgemm, dgemm, handle), ""
+
+
+@functools.lru_cache(maxsize=None)
+def load(name: str) -> tuple[Library | None, str]:
+    """Library ``name`` ("mkl" or "scipy") loaded and registered once per process, or (None, why)."""
+    library, why = {"mkl": _load_mkl, "scipy": _load_scipy}[name]()
+    if library is not None:
+        library.register()
+    return library, why
+
+
+def candidates() -> tuple[list[str], str]:
+    """The libraries the step may use, in the setting's order of preference, and a warning or "".
+
+    ``scipy`` may stand for Numba's own ``@`` (SciPy's BLAS as well) where SciPy's library has
+    no CBLAS products; MKL missing or broken falls back to it with one warning line.
+    """
+    choice = requested()
+    if choice == "scipy":
+        return ["scipy"], ""
+    mkl, why = load("mkl")
+    if mkl is not None:
+        return (["mkl"] if choice == "mkl" else ["scipy", "mkl"]), ""
+    missing = why.startswith("MKL is not installed")
+    warn = choice == "mkl" or not missing  # unasked, absent MKL is no news
+    return ["scipy"], (f"mlpbench: numba uses SciPy's BLAS: {why}" if warn else "")
+
+
+def facts(name: str) -> dict:
+    """What a result records of library ``name``: its file, version and threads (threadpoolctl's)."""
+    from threadpoolctl import threadpool_info
+
+    library, _ = load(name)
+    if library is None:  # Numba's own @ on SciPy's BLAS
+        return {"name": name, "api": "numba @", "version": None, "threads": None}
+    path = os.path.realpath(library.path)
+    for pool in threadpool_info():
+        if os.path.realpath(pool["filepath"]) == path:
+            return {"name": name, "api": "cblas", "filepath": path,
+                    "internal_api": pool.get("internal_api"), "version": pool.get("version"),
+                    "threads": pool.get("num_threads"),
+                    "threading_layer": pool.get("threading_layer"),
+                    "architecture": pool.get("architecture")}
+    return {"name": name, "api": "cblas", "filepath": path, "version": None, "threads": None}
+
+
+@functools.lru_cache(maxsize=None)
+def warn(message: str) -> None:
+    """``message`` as one line on stderr, once per process."""
+    if message:
+        print(message, file=sys.stderr)
