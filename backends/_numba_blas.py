@@ -102,7 +102,13 @@ def _make_gemm(call: Callable) -> Callable:
 
 @functools.lru_cache(maxsize=None)
 def gemm_for(name: str, dtype: str) -> Callable:
-    """The compiled ``gemm(alpha, a, trans_a, b, trans_b, beta, c)`` of library ``name`` in ``dtype``."""
+    """The compiled ``gemm(alpha, a, trans_a, b, trans_b, beta, c)`` of library ``name`` in ``dtype``.
+
+    Loads the library first: compiled code calling a name LLVM does not know aborts the process.
+    """
+    library, why = load(name)
+    if library is None:
+        raise RuntimeError(why)
     return _make_gemm(_CALLS[name, dtype])
 
 
