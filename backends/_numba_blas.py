@@ -53,51 +53,61 @@ _SCIPY_DGEMM = types.ExternalFunction("mlpbench_scipy_cblas_dgemm", _signature(t
 
 
 @stable_njit
-def _mkl_sgemm(trans_a, trans_b, m, n, k, alpha, a, b, beta, c):
-    _MKL_SGEMM(_ROW_MAJOR, trans_a, trans_b, m, n, k, alpha, a.ctypes, max(1, a.shape[1]),
-               b.ctypes, max(1, b.shape[1]), beta, c.ctypes, max(1, c.shape[1]))
+def _operands(a, trans_a, b, trans_b, c):
+    """CBLAS's flags and sizes for c = op(a) @ op(b), and the arrays as BLAS reads them: C-contiguous.
+
+    The step's arrays all are; others are copied (c too, written back by ``_written``).
+    """
+    m, n = c.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    return (_TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS, m, n, k,
+            np.ascontiguousarray(a), np.ascontiguousarray(b), np.ascontiguousarray(c))
 
 
 @stable_njit
-def _mkl_dgemm(trans_a, trans_b, m, n, k, alpha, a, b, beta, c):
-    _MKL_DGEMM(_ROW_MAJOR, trans_a, trans_b, m, n, k, alpha, a.ctypes, max(1, a.shape[1]),
-               b.ctypes, max(1, b.shape[1]), beta, c.ctypes, max(1, c.shape[1]))
+def _written(out, c):
+    if out is not c:
+        c[:, :] = out
+    return c
+
+
+# One gemm per library and dtype, each naming its function as a module global: a closure
+# over a dispatcher calling an external function is keyed anew in every process (no cache).
+
+@stable_njit
+def _mkl_sgemm(alpha, a, trans_a, b, trans_b, beta, c):
+    ta, tb, m, n, k, a, b, out = _operands(a, trans_a, b, trans_b, c)
+    _MKL_SGEMM(_ROW_MAJOR, ta, tb, m, n, k, alpha, a.ctypes, max(1, a.shape[1]), b.ctypes,
+               max(1, b.shape[1]), beta, out.ctypes, max(1, out.shape[1]))
+    return _written(out, c)
 
 
 @stable_njit
-def _scipy_sgemm(trans_a, trans_b, m, n, k, alpha, a, b, beta, c):
-    _SCIPY_SGEMM(_ROW_MAJOR, trans_a, trans_b, m, n, k, alpha, a.ctypes, max(1, a.shape[1]),
-                 b.ctypes, max(1, b.shape[1]), beta, c.ctypes, max(1, c.shape[1]))
+def _mkl_dgemm(alpha, a, trans_a, b, trans_b, beta, c):
+    ta, tb, m, n, k, a, b, out = _operands(a, trans_a, b, trans_b, c)
+    _MKL_DGEMM(_ROW_MAJOR, ta, tb, m, n, k, alpha, a.ctypes, max(1, a.shape[1]), b.ctypes,
+               max(1, b.shape[1]), beta, out.ctypes, max(1, out.shape[1]))
+    return _written(out, c)
 
 
 @stable_njit
-def _scipy_dgemm(trans_a, trans_b, m, n, k, alpha, a, b, beta, c):
-    _SCIPY_DGEMM(_ROW_MAJOR, trans_a, trans_b, m, n, k, alpha, a.ctypes, max(1, a.shape[1]),
-                 b.ctypes, max(1, b.shape[1]), beta, c.ctypes, max(1, c.shape[1]))
+def _scipy_sgemm(alpha, a, trans_a, b, trans_b, beta, c):
+    ta, tb, m, n, k, a, b, out = _operands(a, trans_a, b, trans_b, c)
+    _SCIPY_SGEMM(_ROW_MAJOR, ta, tb, m, n, k, alpha, a.ctypes, max(1, a.shape[1]), b.ctypes,
+                 max(1, b.shape[1]), beta, out.ctypes, max(1, out.shape[1]))
+    return _written(out, c)
 
 
-_CALLS = {("mkl", "float32"): _mkl_sgemm, ("mkl", "float64"): _mkl_dgemm,
+@stable_njit
+def _scipy_dgemm(alpha, a, trans_a, b, trans_b, beta, c):
+    ta, tb, m, n, k, a, b, out = _operands(a, trans_a, b, trans_b, c)
+    _SCIPY_DGEMM(_ROW_MAJOR, ta, tb, m, n, k, alpha, a.ctypes, max(1, a.shape[1]), b.ctypes,
+                 max(1, b.shape[1]), beta, out.ctypes, max(1, out.shape[1]))
+    return _written(out, c)
+
+
+_GEMMS = {("mkl", "float32"): _mkl_sgemm, ("mkl", "float64"): _mkl_dgemm,
           ("scipy", "float32"): _scipy_sgemm, ("scipy", "float64"): _scipy_dgemm}
-
-
-def _make_gemm(call: Callable) -> Callable:
-    @stable_njit
-    def gemm(alpha, a, trans_a, b, trans_b, beta, c):
-        """c = alpha op(a) @ op(b) + beta c, written over c and returned; op(a) is a.T if trans_a."""
-        # BLAS reads the arrays as stored, C-contiguous; the step's are, other layouts are copied.
-        a = np.ascontiguousarray(a)
-        b = np.ascontiguousarray(b)
-        out = np.ascontiguousarray(c)
-        m, n = c.shape
-        k = a.shape[0] if trans_a else a.shape[1]
-        call(_TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS, m, n, k,
-             alpha, a, b, beta, out)
-        if out is not c:
-            c[:, :] = out
-        return c
-
-    return gemm
-
 
 
 @functools.lru_cache(maxsize=None)
@@ -109,7 +119,7 @@ def gemm_for(name: str, dtype: str) -> Callable:
     library, why = load(name)
     if library is None:
         raise RuntimeError(why)
-    return _make_gemm(_CALLS[name, dtype])
+    return _GEMMS[name, dtype]
 
 
 @dataclass

@@ -298,7 +298,11 @@ def _fresh_process(cache_dir: Path, blas: str) -> dict:
 
 
 @uses_numba
-@pytest.mark.parametrize("blas", ["scipy", "mkl"])
+@pytest.mark.parametrize("blas", [
+    pytest.param(blas, marks=pytest.mark.xfail(strict=True, reason=(
+        "open: a step over the CBLAS gemm is keyed anew in every process (its closure cells "
+        "pickle differently), so it compiles in each; docs/numba-blas.md")))
+    for blas in ("scipy", "mkl")])
 def test_second_process_loads_the_step_from_the_cache(tmp_path, blas):
     if blas == "mkl":
         _need_mkl()
