@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numba
 import numpy as np
 
-__all__ = ["PIECES", "stable_njit"]
+__all__ = ["PIECES", "blas_pieces", "stable_njit"]
 
 #: Options of every compiled function here and of the shared step around them.
 JIT_OPTIONS = {"cache": True}
@@ -78,15 +78,22 @@ def _pairwise_sum(values):
 
 
 @stable_njit
-def forward(x, W, S):
-    """u = x @ W ; h = relu(u) ; y = h @ S, the relu in one pass into a fresh h."""
-    u = x @ W
+def _relu(u):
+    """maximum(u, 0) in one pass into a fresh array."""
     h = np.empty_like(u)
     zero = u.dtype.type(0)
     for i in range(u.shape[0]):
         for j in range(u.shape[1]):
             v = u[i, j]
             h[i, j] = zero if v <= zero else v  # as numpy's maximum: NaN stays NaN
+    return h
+
+
+@stable_njit
+def forward(x, W, S):
+    """u = x @ W ; h = relu(u) ; y = h @ S, the relu in one pass into a fresh h."""
+    u = x @ W
+    h = _relu(u)
     y = h @ S
     return u, h, y
 
@@ -135,6 +142,16 @@ def weight_gradient(a, grad_out):
 
 
 @stable_njit
+def _outer_update(P, a, grad_out, lr):
+    """P - lr * outer(a[0], grad_out[0]), written over P: a batch of one's update in one pass."""
+    for i in range(P.shape[0]):
+        a_i = a[0, i]
+        for j in range(P.shape[1]):
+            P[i, j] = P[i, j] - lr * (a_i * grad_out[0, j])
+    return P
+
+
+@stable_njit
 def weight_update(P, a, grad_out, lr):
     """P - lr * (a.T @ grad_out), written over P and returned.
 
@@ -148,11 +165,36 @@ def weight_update(P, a, grad_out, lr):
             for j in range(P.shape[1]):
                 P[i, j] = P[i, j] - lr * grad[i, j]
         return P
-    for i in range(P.shape[0]):
-        a_i = a[0, i]
-        for j in range(P.shape[1]):
-            P[i, j] = P[i, j] - lr * (a_i * grad_out[0, j])
-    return P
+    return _outer_update(P, a, grad_out, lr)
+
+
+def blas_pieces(gemm: Callable) -> dict[str, Callable]:
+    """The products' pieces on ``gemm(alpha, a, trans_a, b, trans_b, beta, c)`` of one BLAS and dtype.
+
+    The update is fused into its product as torch's ``addmm_`` does: ``P = -lr a.T @ grad_out
+    + 1 P`` in one gemm over P, no gradient written out; the batch of one keeps its loop.
+    """
+
+    def forward(x, W, S):
+        one, zero = x.dtype.type(1), x.dtype.type(0)
+        u = gemm(one, x, False, W, False, zero, np.empty((x.shape[0], W.shape[1]), x.dtype))
+        h = _relu(u)
+        y = gemm(one, h, False, S, False, zero, np.empty((h.shape[0], S.shape[1]), h.dtype))
+        return u, h, y
+
+    def weight_gradient(a, grad_out):
+        one, zero = a.dtype.type(1), a.dtype.type(0)
+        out = np.empty((a.shape[1], grad_out.shape[1]), a.dtype)
+        return gemm(one, a, True, grad_out, False, zero, out)
+
+    def weight_update(P, a, grad_out, lr):
+        if a.shape[0] == 1:
+            return _outer_update(P, a, grad_out, lr)
+        return gemm(-lr, a, True, grad_out, False, P.dtype.type(1), P)
+
+    return {"forward": stable_njit(forward), "loss_and_grad": loss_and_grad,
+            "relu_backward": relu_backward, "weight_gradient": stable_njit(weight_gradient),
+            "weight_update": stable_njit(weight_update)}
 
 
 #: The replaced pieces, by name, for ``make_step(numpy, jit=stable_njit, **PIECES)``.

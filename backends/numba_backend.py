@@ -12,17 +12,26 @@ __all__ = ["NumbaBackend"]
 
 
 def _load_blas() -> None:
-    """Load the BLAS Numba's ``@`` calls (SciPy's, not always numpy's), so threadpoolctl can see it."""
+    """Load the BLAS the step may call (SciPy's, not always numpy's; MKL), so threadpoolctl sees them."""
     import scipy.linalg.cython_blas  # noqa: F401
+
+    from backends import _numba_blas
+
+    try:
+        _numba_blas.choose()
+    except ValueError:  # a bad setting: available() says so
+        pass
 
 
 class NumbaBackend(Backend):
     """numpy arrays in, the step of ``kernels.make_step`` compiled as one Numba function.
 
-    The step is ``make_step(numpy, jit=stable_njit, **PIECES)``: the shared sequence, its
-    matmuls by Numba's ``@`` (SciPy's BLAS), five pieces replaced by fused loops from
-    ``backends._numba_pieces``. Nothing runs in Numba's parallel loops, so only the BLAS
-    is threaded; ``threads(n)`` still sets Numba's pool to ``n`` so the two never exceed it.
+    The step is ``make_step(numpy, jit=stable_njit, **pieces)``: the shared sequence, five
+    pieces replaced by fused loops from ``backends._numba_pieces``, the products by Numba's
+    ``@`` or by the gemm of the BLAS ``backends._numba_blas`` chooses (MKL on an Intel CPU;
+    ``MLPBENCH_NUMBA_BLAS``), the SGD update then fused into its product. Nothing runs in
+    Numba's parallel loops, so only the BLAS is threaded; ``threads(n)`` still sets Numba's
+    pool to ``n`` so the two never exceed it.
     """
 
     name = "numba"
@@ -32,7 +41,7 @@ class NumbaBackend(Backend):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self._steps: dict[Callable, Any] = {}
+        self._steps: dict[tuple, Any] = {}
 
     def _import(self) -> Any:
         import numba
@@ -45,6 +54,12 @@ class NumbaBackend(Backend):
             self._import()
         except ImportError as exc:
             return False, f"numba and scipy are needed ({exc}); {self.install_hint}"
+        from backends import _numba_blas
+
+        try:
+            _numba_blas.requested()
+        except ValueError as exc:
+            return False, str(exc)
         return True, ""
 
     @property
@@ -58,14 +73,20 @@ class NumbaBackend(Backend):
     def scalar(self, value: float, dtype: str) -> Any:
         return np.dtype(dtype).type(value)
 
-    def compiled_step(self, make_step: Callable) -> Any:
-        """The Numba-compiled ``train_step`` built by ``make_step``, made once per process."""
-        if make_step not in self._steps:
-            from backends import _numba_pieces
+    def compiled_step(self, make_step: Callable, blas: str = "matmul",
+                      dtype: str = "float64") -> Any:
+        """The Numba-compiled ``train_step`` (a dispatcher) built by ``make_step`` on library
+        ``blas``'s gemm in ``dtype`` (``matmul``: Numba's ``@``, any dtype), once per process."""
+        from backends import _numba_blas, _numba_pieces
 
-            built = make_step(np, jit=_numba_pieces.stable_njit, **_numba_pieces.PIECES)
-            self._steps[make_step] = built.train_step
-        return self._steps[make_step]
+        if blas != "matmul" and _numba_blas.load(blas)[0] is None:
+            blas = "matmul"  # SciPy's BLAS without CBLAS products: Numba's @ calls it
+        key = (make_step, blas, None if blas == "matmul" else dtype)
+        if key not in self._steps:
+            pieces = (_numba_pieces.PIECES if blas == "matmul"
+                      else _numba_pieces.blas_pieces(_numba_blas.gemm_for(blas, dtype)))
+            self._steps[key] = make_step(np, jit=_numba_pieces.stable_njit, **pieces).train_step
+        return self._steps[key]
 
     def prepare(self, make_step: Callable, *, lr: float, dtype: str) -> PreparedStep:
         """The compiled step; its first call with a dtype compiles, or loads Numba's disk cache.
@@ -74,7 +95,11 @@ class NumbaBackend(Backend):
         a training loop (as the jax backend donates them); the caller's first W and S are
         copied, and stay as they were. Keep a copy of an intermediate W or S you need later.
         """
-        train_step = self.compiled_step(make_step)
+        from backends import _numba_blas
+
+        blas, warning = _numba_blas.choose()
+        _numba_blas.warn(warning)
+        train_step = self.compiled_step(make_step, blas, dtype)
         lr_ = self.scalar(lr, dtype)
         to_dtype = np.dtype(dtype).type
 
@@ -82,13 +107,19 @@ class NumbaBackend(Backend):
             W, S, loss = train_step(x, t, W, S, lr_)
             return W, S, to_dtype(loss)  # Numba returns scalars as Python floats
 
-        step = OwnOutputs(run, np.copy)
-        step.train_step = train_step  # the dispatcher, for its compile and cache statistics
-        return step
+        return OwnOutputs(run, np.copy)
+
+    def describe(self, dtype: str) -> dict:
+        """The base facts and ``blas``: the products' library, its version and threads."""
+        from backends import _numba_blas
+
+        blas, _ = _numba_blas.choose()
+        return {**super().describe(dtype),
+                "blas": {**_numba_blas.facts(blas), "setting": _numba_blas.requested()}}
 
     @contextlib.contextmanager
     def threads(self, n: int | None) -> Iterator[dict]:
-        """Limit the BLAS (numpy's and SciPy's) and Numba's pool to ``n`` together; restore after."""
+        """Limit the BLAS (numpy's, SciPy's, MKL's) and Numba's pool to ``n`` together; restore after."""
         import numba
         from threadpoolctl import threadpool_limits
 
@@ -110,3 +141,4 @@ class NumbaBackend(Backend):
         info = super().thread_info()
         info["numba"] = numba.get_num_threads()
         return info
+

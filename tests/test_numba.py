@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 import backends
+from helpers import ROOT, assert_close
 from kernels import make_pieces, make_step
 from mlpbench.problem import make_inputs
 from mlpbench.verify import run_steps, tolerance
 
-ROOT = Path(__file__).resolve().parents[1]
 DTYPES = ("float32", "float64")
 uses_numba = pytest.mark.uses_backend("numba")
 
@@ -26,12 +26,9 @@ def numba_backend():
 
 
 def _close(value, reference, dtype, steps=1):
-    """DESIGN.md's closeness: |value - reference| <= rtol * max|reference|, and the same dtype."""
-    value, reference = np.asarray(value), np.asarray(reference)
-    assert value.dtype == reference.dtype == np.dtype(dtype)
-    assert value.shape == reference.shape
-    atol = tolerance(dtype, steps) * (float(np.max(np.abs(reference))) or 1.0)
-    np.testing.assert_allclose(value, reference, rtol=0, atol=atol)
+    """The project's closeness at the tolerance of ``dtype`` after ``steps`` steps."""
+    assert np.asarray(reference).dtype == np.dtype(dtype)
+    assert_close(value, reference, tolerance(dtype, steps))
 
 
 @uses_numba
@@ -67,9 +64,9 @@ def test_one_compiled_call_in_float32_throughout(numba_backend, pieces):
 
     from backends import _numba_pieces
 
-    step = numba_backend.prepare(make_step, lr=1e-3, dtype="float32")
-    assert isinstance(step.train_step, numba.core.dispatcher.Dispatcher)
-    train_step = step.train_step.py_func
+    dispatcher = numba_backend.compiled_step(make_step, "matmul", "float32")
+    assert isinstance(dispatcher, numba.core.dispatcher.Dispatcher)
+    train_step = dispatcher.py_func
     backward = dict(zip(train_step.__code__.co_freevars,
                         (c.cell_contents for c in train_step.__closure__)))["backward"]
     assert isinstance(backward, numba.core.dispatcher.Dispatcher)
@@ -274,22 +271,27 @@ import backends
 from kernels import make_step
 from mlpbench.problem import make_inputs
 
+from backends import _numba_blas
+
 backend = backends.create("numba")
-stats = {}
+stats, dispatchers = {}, []
+blas = _numba_blas.choose()[0]
 for dtype in ("float64", "float32"):
     arrays = make_inputs(3, 7, 5, 2, dtype=dtype, seed=0)
     step = backend.prepare(make_step, lr=1e-3, dtype=dtype)
     start = time.perf_counter()
     step(arrays["x"], arrays["t"], arrays["W"], arrays["S"])
     stats[dtype] = time.perf_counter() - start
-s = step.train_step.stats
-print(json.dumps({"hits": sum(s.cache_hits.values()), "misses": sum(s.cache_misses.values()),
-                  "seconds": stats}))
+    dispatchers.append(backend.compiled_step(make_step, blas, dtype))
+unique = {id(d): d for d in dispatchers}.values()  # matmul: one dispatcher for both dtypes
+hits = sum(sum(d.stats.cache_hits.values()) for d in unique)
+misses = sum(sum(d.stats.cache_misses.values()) for d in unique)
+print(json.dumps({"hits": hits, "misses": misses, "seconds": stats}))
 """
 
 
-def _fresh_process(cache_dir: Path) -> dict:
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)}
+def _fresh_process(cache_dir: Path, blas: str) -> dict:
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir), "MLPBENCH_NUMBA_BLAS": blas}
     done = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -297,11 +299,19 @@ def _fresh_process(cache_dir: Path) -> dict:
 
 
 @uses_numba
-def test_second_process_loads_the_step_from_the_cache(tmp_path):
-    first = _fresh_process(tmp_path)
+@pytest.mark.parametrize("blas", ["matmul", *(
+    pytest.param(blas, marks=pytest.mark.xfail(strict=True, reason=(
+        "open: a step over the CBLAS gemm is keyed anew in every process (its closure cells "
+        "pickle differently), so it compiles in each; docs/numba-blas.md")))
+    for blas in ("scipy", "mkl"))])
+def test_second_process_loads_the_step_from_the_cache(tmp_path, blas):
+    if blas == "mkl":
+        _need_mkl()
+    first = _fresh_process(tmp_path, blas)
+    # matmul: one dtype-generic dispatcher, compiled for two dtypes; a gemm step per dtype.
     assert first == {**first, "hits": 0, "misses": 2}
     assert list(tmp_path.rglob("*train_step*.nbi")), "no cache index for the step was written"
-    second = _fresh_process(tmp_path)
+    second = _fresh_process(tmp_path, blas)
     assert second == {**second, "hits": 2, "misses": 0}, "the second process compiled again"
 
 
@@ -316,6 +326,124 @@ def test_cache_keys_follow_the_closure(pieces):
     other = make_step(np, jit=stable_njit, **reference_update).train_step
     assert first is not again
     assert first._uuid == again._uuid != other._uuid
+
+
+# -- the BLAS: MKL or SciPy's, by gemm from nopython code ---------------------------
+
+def _need_mkl():
+    from backends import _numba_blas
+
+    mkl, why = _numba_blas.load("mkl")
+    if mkl is None:
+        pytest.skip(why)
+
+
+@uses_numba
+@pytest.mark.parametrize("library", ["scipy", "mkl"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
+def test_gemm_matches_numpy_with_transposes_and_layouts(library, dtype, trans_a, trans_b):
+    from backends import _numba_blas
+
+    if library == "mkl":
+        _need_mkl()
+    gemm = _numba_blas.gemm_for(library, dtype)
+    rng = np.random.default_rng(10)
+    a, b = rng.standard_normal((6, 4)).astype(dtype), rng.standard_normal((4, 5)).astype(dtype)
+    a = a.T.copy() if trans_a else a  # stored as its transpose, read through the flag
+    b = b.T.copy() if trans_b else b
+    op_a, op_b = (a.T if trans_a else a), (b.T if trans_b else b)
+    for order in "CF":  # an F-ordered c is written through a copy, still in place
+        c = np.asarray(rng.standard_normal((6, 5)), dtype=dtype, order=order)
+        want = np.dtype(dtype).type(-0.5) * (op_a @ op_b) + c
+        got = gemm(np.dtype(dtype).type(-0.5), a, trans_a, b, trans_b, np.dtype(dtype).type(1), c)
+        assert got is c
+        _close(got, want, dtype)
+
+
+@uses_numba
+@pytest.mark.parametrize("library", ["scipy", "mkl"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch_size", [1, 17])
+def test_forced_library_runs_the_step_and_says_so(numba_backend, monkeypatch, library, dtype,
+                                                  batch_size):
+    if library == "mkl":
+        _need_mkl()
+    monkeypatch.setenv("MLPBENCH_NUMBA_BLAS", library)
+    inputs = make_inputs(batch_size, 30, 9, 4, dtype=dtype, seed=3, relu_zeros=True)
+    reference = run_steps(backends.create("numpy"), inputs, 3, lr=1e-3, dtype=dtype)
+    result = run_steps(numba_backend, inputs, 3, lr=1e-3, dtype=dtype)
+    for name in ("W", "S", "loss"):  # run_steps gives the losses as float64
+        _close(result[name].astype(dtype), reference[name].astype(dtype), dtype, steps=3)
+    blas = numba_backend.describe(dtype)["blas"]
+    assert blas["setting"] == library
+    assert blas["name"] == library and blas["api"] == "cblas" and blas["version"]
+    assert blas["internal_api"] == ("mkl" if library == "mkl" else blas["internal_api"])
+
+
+@uses_numba
+def test_auto_takes_mkl_on_an_intel_cpu_only(monkeypatch):
+    from backends import _numba_blas
+
+    monkeypatch.delenv("MLPBENCH_NUMBA_BLAS", raising=False)
+    mkl_loads = _numba_blas.load("mkl")[0] is not None
+    expected = "mkl" if mkl_loads and _numba_blas._intel_cpu() else "matmul"
+    assert _numba_blas.choose() == (expected, "")
+    monkeypatch.setattr(_numba_blas, "_intel_cpu", lambda: False)
+    assert _numba_blas.choose() == ("matmul", "")  # MKL's generic code elsewhere: not taken
+    blas = backends.create("numba").describe("float64")["blas"]
+    assert blas["name"] == "matmul" and blas["api"] == "numba @" and blas["setting"] == "auto"
+
+
+def test_unknown_setting_makes_numba_unavailable_with_one_line(numba_backend, monkeypatch):
+    pytest.importorskip("numba", reason="numba is not installed")
+    monkeypatch.setenv("MLPBENCH_NUMBA_BLAS", "openblas")
+    ok, why = numba_backend.available()
+    assert not ok and "MLPBENCH_NUMBA_BLAS='openblas'" in why and "auto, mkl, scipy, matmul" in why
+    assert "\n" not in why
+
+
+_STEP_SCRIPT = """
+import json
+import backends
+from kernels import make_step
+from mlpbench.problem import make_inputs
+
+backend = backends.create("numba")
+with backend.threads(1):
+    arrays = make_inputs(64, 50, 20, 3, dtype="float32", seed=0)
+    step = backend.prepare(make_step, lr=1e-3, dtype="float32")
+    step(arrays["x"], arrays["t"], arrays["W"], arrays["S"])
+    print(json.dumps(backend.describe("float32")["blas"]))
+"""
+
+
+def _run_step_script(**env) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-c", _STEP_SCRIPT], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, **env})
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+@uses_numba
+@pytest.mark.parametrize("broken", ["missing", "not-a-library"])
+def test_broken_mkl_falls_back_to_numbas_matmul_with_one_warning_line(tmp_path, broken):
+    path = tmp_path / "libmkl_rt.so"
+    if broken == "not-a-library":
+        path.write_text("not a shared library")
+    done = _run_step_script(MLPBENCH_NUMBA_BLAS="mkl", MLPBENCH_MKL_LIBRARY=str(path))
+    blas = json.loads(done.stdout.strip().splitlines()[-1])
+    assert blas["name"] == "matmul"
+    warnings = [line for line in done.stderr.splitlines() if "numba uses Numba's @" in line]
+    assert len(warnings) == 1 and str(path) in warnings[0], done.stderr
+
+
+@uses_numba
+def test_threads_limit_mkl_loaded_by_the_step():
+    _need_mkl()
+    done = _run_step_script(MLPBENCH_NUMBA_BLAS="mkl", MKL_NUM_THREADS="2", OMP_NUM_THREADS="2")
+    blas = json.loads(done.stdout.strip().splitlines()[-1])
+    assert blas["name"] == "mkl" and blas["threads"] == 1, blas
 
 
 # -- without numba ----------------------------------------------------------------
