@@ -108,8 +108,8 @@ class Backend:
     # -- arrays ---------------------------------------------------------------
     @property
     def xp(self) -> Any:
-        """The array API namespace the shared step runs with."""
-        raise NotImplementedError
+        """The array API namespace the shared step runs with (by default the library itself)."""
+        return self._import()
 
     def asarray(self, array: Any) -> Any:
         """Move a numpy array in, keeping its dtype."""

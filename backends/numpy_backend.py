@@ -16,10 +16,6 @@ class NumpyBackend(Backend):
     def _import(self) -> Any:
         return np
 
-    @property
-    def xp(self) -> Any:
-        return np
-
     def asarray(self, array: Any) -> Any:
         return np.array(array, copy=True)
 

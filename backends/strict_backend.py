@@ -16,10 +16,6 @@ class StrictBackend(Backend):
 
         return array_api_strict
 
-    @property
-    def xp(self) -> Any:
-        return self._import()
-
     def to_numpy(self, array: Any) -> Any:
         import numpy as np
 

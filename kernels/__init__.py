@@ -3,7 +3,7 @@
 Nothing here imports an array library: every function receives the namespace ``xp``
 (or, for data, a random generator) from its caller.
 """
-from kernels.problem import array_elements, make_problem, step_flops
+from kernels.problem import array_elements, make_problem, problem_bytes, step_flops
 from kernels.step import PIECES, Step, make_pieces, make_step
 
 __all__ = [
@@ -13,5 +13,6 @@ __all__ = [
     "make_pieces",
     "make_problem",
     "make_step",
+    "problem_bytes",
     "step_flops",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["INITS", "array_elements", "make_problem", "step_flops"]
+__all__ = ["INITS", "array_elements", "make_problem", "problem_bytes", "step_flops"]
 
 INITS = ("normal", "scaled")
 
@@ -39,3 +39,11 @@ def array_elements(batch_size: int, n_in: int, hidden: int, n_out: int) -> int:
     weights = n_in * hidden + hidden * n_out
     activations = 4 * batch_size * hidden + 2 * batch_size * n_out  # u, h, grad_h, grad_u; y, grad_y
     return data + 4 * weights + activations  # weights: initial, current, gradient, updated
+
+
+def problem_bytes(batch_size: int, n_in: int, hidden: int, n_out: int, itemsize: int) -> int:
+    """Bytes a run needs at its peak, for arrays of ``itemsize`` bytes; the data is drawn in
+    float64 (8 bytes) before the cast."""
+    elements = array_elements(batch_size, n_in, hidden, n_out)
+    drawn = batch_size * (n_in + n_out) + n_in * hidden + hidden * n_out
+    return elements * itemsize + drawn * 8

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-__all__ = ["PIECES", "Step", "make_pieces", "make_step"]
+__all__ = ["PIECES", "Step", "compose_weight_update", "make_pieces", "make_step"]
 
 #: Named pieces of the step a backend may replace by a faster equivalent.
 PIECES = ("forward", "loss_and_grad", "relu_backward", "weight_gradient", "sgd_update",
@@ -44,19 +44,26 @@ def make_pieces(xp: Any) -> dict[str, Callable]:
     def sgd_update(P, grad, lr):
         return P - lr * grad
 
-    def weight_update(P, a, grad_out, lr):
-        # A layer's SGD update from its input and its output's gradient; replacing it lets
-        # a backend update P without writing the gradient out first.
-        return sgd_update(P, weight_gradient(a, grad_out), lr)
-
     return {
         "forward": forward,
         "loss_and_grad": loss_and_grad,
         "relu_backward": relu_backward,
         "weight_gradient": weight_gradient,
         "sgd_update": sgd_update,
-        "weight_update": weight_update,
+        "weight_update": compose_weight_update(sgd_update, weight_gradient),
     }
+
+
+def compose_weight_update(sgd_update: Callable, weight_gradient: Callable) -> Callable:
+    """A layer's SGD update from its input and its output's gradient, from the two pieces.
+
+    Replacing ``weight_update`` lets a backend update P without writing the gradient out.
+    """
+
+    def weight_update(P, a, grad_out, lr):
+        return sgd_update(P, weight_gradient(a, grad_out), lr)
+
+    return weight_update
 
 
 class Step(NamedTuple):
@@ -90,11 +97,9 @@ def make_step(xp: Any, *, jit: Callable = _identity, **replace: Callable) -> Ste
     weight_gradient = pieces["weight_gradient"]
     sgd_update = pieces["sgd_update"]
 
-    def weight_update(P, a, grad_out, lr):
-        # The composition of this step's pieces, replaced or not.
-        return sgd_update(P, weight_gradient(a, grad_out), lr)
-
-    weight_update = replace.get("weight_update") or jit(weight_update)
+    # The composition of this step's pieces, replaced or not.
+    weight_update = (replace.get("weight_update")
+                     or jit(compose_weight_update(sgd_update, weight_gradient)))
 
     def backward(x, t, W, S):
         # The loss and the two layers' (input, output gradient) pairs.

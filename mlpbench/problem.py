@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from kernels import array_elements, make_problem
+from kernels import make_problem, problem_bytes
 from mlpbench.errors import UsageError
 
-__all__ = ["check_memory", "make_inputs", "memory_available", "problem_bytes", "to_backend"]
+__all__ = ["check_memory", "make_inputs", "memory_available", "to_backend"]
 
 
 def memory_available() -> int | None:
@@ -27,20 +27,13 @@ def memory_available() -> int | None:
         return None
 
 
-def problem_bytes(batch_size: int, n_in: int, hidden: int, n_out: int, dtype: str) -> int:
-    """Bytes a run needs at its peak; the data is drawn in float64 before the cast."""
-    elements = array_elements(batch_size, n_in, hidden, n_out)
-    drawn = batch_size * (n_in + n_out) + n_in * hidden + hidden * n_out
-    return elements * np.dtype(dtype).itemsize + drawn * 8
-
-
 def _gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
 def check_memory(batch_size: int, n_in: int, hidden: int, n_out: int, dtype: str) -> int:
     """Raise UsageError before allocating anything if the problem cannot fit in memory."""
-    need = problem_bytes(batch_size, n_in, hidden, n_out, dtype)
+    need = problem_bytes(batch_size, n_in, hidden, n_out, np.dtype(dtype).itemsize)
     have = memory_available()
     if have is not None and need > have:
         raise UsageError(

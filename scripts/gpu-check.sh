@@ -3,8 +3,8 @@
 #
 # usage: scripts/gpu-check.sh [--wheels DIR] [--python PY] [--cuda 12|13] [--dry-run | --summarize] OUTDIR
 #
-#   OUTDIR            where gpu-check.log (all output), gpu-bench.json and, when bench has
-#                     --allow-tf32, gpu-bench-tf32.json are written
+#   OUTDIR            where gpu-check.log (all output), gpu-bench.json and gpu-bench-tf32.json
+#                     (the same with --allow-tf32) are written
 #   --wheels DIR      install missing Python packages from the wheels in DIR only (no network)
 #   --python PY       the interpreter to use (default: $PYTHON, else python3)
 #   --cuda 12|13      which CuPy to install from PyPI when cupy is missing (default 12)
@@ -138,69 +138,9 @@ gpu_present() {
 }
 
 summary() {
-    "$PY" - "$JSON" "$JSON_TF32" <<'EOF'
-import json, os, sys
-
-def load(path):
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-doc, tf32 = load(sys.argv[1]), load(sys.argv[2])
-if doc is None:
-    sys.exit(f"no bench results at {sys.argv[1]}")
-env = doc.get("environment", {})
-gpu = env.get("gpu") or {}
-cupy_version = next((v for k, v in (env.get("libraries") or {}).items() if k.startswith("cupy")), None)
-print(f"GPU: {gpu.get('name')} (compute capability {gpu.get('compute_capability')}, "
-      f"driver {gpu.get('driver')}, CUDA runtime {gpu.get('cuda')})")
-print(f"CuPy {cupy_version}; numpy {(env.get('libraries') or {}).get('numpy')}; "
-      f"{env.get('cores')} cores ({env.get('cpu')})")
-print("matmul peak GFLOP/s:", ", ".join(f"{k} {v:.0f}" if isinstance(v, (int, float)) else f"{k} {v}"
-                                       for k, v in sorted(doc.get("peak_gflops", {}).items())))
-
-def key(r):
-    return (r["dtype"], r["batch_size"], r["hidden"])
-
-def fraction(r, width=9):
-    value = r.get("peak_fraction")
-    return f"{value:{width}.2f}" if isinstance(value, (int, float)) else f"{'-':>{width}}"
-
-rows = doc.get("results", [])
-numpy_rate = {key(r): r.get("steps_per_s") for r in rows if r["backend"] == "numpy" and r["status"] == "ok"}
-print(f"\n{'dtype':<8} {'batch':>6} {'hidden':>6} {'numpy step/s':>13} {'cupy step/s':>12} "
-      f"{'speed-up':>9} {'peak frac':>9} {'GPU ms/step':>11}")
-for r in sorted((r for r in rows if r["backend"] == "cupy"), key=key):
-    if r["status"] != "ok":
-        print(f"{r['dtype']:<8} {r['batch_size']:>6} {r['hidden']:>6}  cupy {r['status']}: {r.get('error')}")
-        continue
-    base = numpy_rate.get(key(r))
-    speedup = f"{r['steps_per_s'] / base:9.1f}" if base else f"{'-':>9}"
-    gpu_s = (r.get("device_step_s") or {}).get("median")  # CUDA events, per step
-    gpu_ms = f"{gpu_s * 1e3:11.3f}" if gpu_s else f"{'-':>11}"
-    base_txt = f"{base:13.1f}" if base else f"{'-':>13}"
-    print(f"{r['dtype']:<8} {r['batch_size']:>6} {r['hidden']:>6} {base_txt} {r['steps_per_s']:12.1f} "
-          f"{speedup} {fraction(r)} {gpu_ms}")
-
-ok = [r for r in rows if r["backend"] == "cupy" and r["status"] == "ok"
-      and isinstance(r.get("peak_fraction"), (int, float))]
-if ok:
-    largest = max(r["batch_size"] * r["hidden"] for r in ok)
-    for r in sorted((r for r in ok if r["batch_size"] * r["hidden"] == largest), key=key):
-        verdict = "meets" if r["peak_fraction"] >= 0.5 else "is below"
-        print(f"\nlargest size, {r['dtype']} (TF32 {'on' if r.get('tf32') else 'off'}): the step "
-              f"reaches {r['peak_fraction']:.0%} of the measured matmul peak; {verdict} the 50% goal")
-for r in (tf32 or {}).get("results", []):
-    if r["backend"] == "cupy" and r["status"] == "ok":
-        print(f"with --allow-tf32, {r['dtype']} batch {r['batch_size']} hidden {r['hidden']}: "
-              f"{r['steps_per_s']:.1f} step/s, peak fraction {fraction(r, 0)}, "
-              f"tf32 recorded {r.get('tf32')}")
-bad = [r for r in rows if r["status"] != "ok"]
-if bad:
-    print(f"\n{len(bad)} point(s) not ok:", "; ".join(
-        f"{r['backend']} {r['dtype']} B{r['batch_size']} H{r['hidden']} {r['status']}" for r in bad))
-EOF
+    local args=("$JSON")
+    [ -e "$JSON_TF32" ] && args+=("$JSON_TF32")
+    "$PY" -m mlpbench.gpu_summary "${args[@]}"
 }
 
 main() {
@@ -238,11 +178,11 @@ main() {
     if ! "$PY" - <<'EOF'
 import sys
 import backends
-b = backends.get("cupy")
+b = backends.create("cupy")
 ok, why = b.available()
 if not ok:
     sys.exit(f"gpu-check: error: {why}")
-print(f"{b.device}; {b.library} {b.version}; {b.gpu_info()}; launches per step {b.launches_per_step}")
+print(f"{b.library} {b.version}; {b.describe('float32')}")
 EOF
     then
         [ "$DRY_RUN" = 1 ] || die "the cupy backend cannot run here (reason above)"
@@ -257,13 +197,9 @@ EOF
     step "mlpbench bench" 150 "$PY" -m mlpbench bench --backend numpy,cupy \
         --batch-size 64,4096 --hidden 100,4096 --min-time 0.1 --repeat 3 --timeout 30 \
         --output "$JSON"
-    if [ "$DRY_RUN" = 1 ] || "$PY" -m mlpbench bench --help 2>/dev/null | grep -q -- --allow-tf32; then
-        step "mlpbench bench --allow-tf32" 45 "$PY" -m mlpbench bench --backend cupy \
-            --batch-size 4096 --hidden 4096 --dtype float32 --min-time 0.1 --repeat 3 \
-            --timeout 30 --allow-tf32 --output "$JSON_TF32"
-    else
-        echo; echo "=== (bench has no --allow-tf32 yet: the TF32 run is left out)"
-    fi
+    step "mlpbench bench --allow-tf32" 45 "$PY" -m mlpbench bench --backend cupy \
+        --batch-size 4096 --hidden 4096 --dtype float32 --min-time 0.1 --repeat 3 \
+        --timeout 30 --allow-tf32 --output "$JSON_TF32"
 
     echo; echo "=== summary"
     if [ "$DRY_RUN" = 1 ]; then

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mlpbench.cli import main
 
-__all__ = ["ROOT", "assert_one_line_error", "run_cli", "strict_json"]
+__all__ = ["ROOT", "assert_close", "assert_one_line_error", "run_cli", "strict_json"]
 
 #: The repository's root folder.
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +31,23 @@ def assert_one_line_error(code, err, *fragments, status=2):
     assert "Traceback" not in err
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def assert_close(value, reference, rtol, *, what="value", same_dtype=True):
+    """The project's closeness (docs/design.md): max|value - reference| <= rtol * max|reference|
+    (the relu makes exact zeros, so the tolerance scales with the largest entry), same shape,
+    and the same dtype unless ``same_dtype`` is False."""
+    import numpy as np
+
+    value, reference = np.asarray(value), np.asarray(reference)
+    if same_dtype:
+        assert value.dtype == reference.dtype, f"{what}: dtype {value.dtype} != {reference.dtype}"
+    assert value.shape == reference.shape, f"{what}: shape {value.shape} != {reference.shape}"
+    scale = float(np.max(np.abs(reference))) if reference.size else 0.0
+    error = float(np.max(np.abs(value.astype(np.float64) - reference.astype(np.float64)))) \
+        if value.size else 0.0
+    assert error <= rtol * (scale or 1.0), (
+        f"{what}: differs by {error:.2e}, above {rtol:g} x max|reference| ({scale:.2e})")
 
 
 def strict_json(path):

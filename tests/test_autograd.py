@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import backends
+import helpers
 from kernels import make_problem, make_step
 
 SHAPES = [(1, 4, 3, 2), (3, 7, 5, 2), (16, 20, 10, 3), (64, 100, 30, 10)]
@@ -23,10 +24,8 @@ def problem(shape, seed):
 
 
 def assert_close(hand, auto, what):
-    hand, auto = np.asarray(hand, dtype=np.float64), np.asarray(auto, dtype=np.float64)
-    scale = float(np.max(np.abs(auto))) or 1.0
-    error = float(np.max(np.abs(hand - auto))) / scale
-    assert error <= RTOL, f"{what}: hand-derived differs from autograd by {error:.1e} (relative)"
+    helpers.assert_close(np.asarray(hand, dtype=np.float64), np.asarray(auto, dtype=np.float64),
+                         RTOL, what=f"{what}: hand-derived vs autograd")
 
 
 @pytest.mark.uses_backend("torch")

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from mlpbench.cli import main
+from helpers import run_cli
 
 ENVIRONMENT = {"python": "3.11", "platform": "Linux", "cpu": "test CPU", "cores": 2,
                "libraries": {}, "blas": [], "gpu": None, "command": ["mlpbench", "bench"],
@@ -29,12 +29,6 @@ def write(path, results):
     path.write_text(json.dumps({"schema": "mlpbench.bench/1", "environment": ENVIRONMENT,
                                 "peak_gflops": {}, "results": results}))
     return path
-
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def row(out, *cells):
@@ -105,3 +99,13 @@ def test_a_missing_file_is_one_line_exit_2(capsys, tmp_path):
     good = write(tmp_path / "a.json", [])
     code, _, err = run_cli(capsys, "compare", good, tmp_path / "missing.json")
     assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_point_present_twice_counts_its_last_entry(capsys, tmp_path):
+    a = write(tmp_path / "a.json", [result("numpy", "float64", 64, 100.0),
+                                    result("numpy", "float64", 64, 400.0)])  # redone by hand
+    b = write(tmp_path / "b.json", [result("numpy", "float64", 64, 800.0)])
+    code, out, _ = run_cli(capsys, "compare", a, b)
+    assert code == 0
+    cells = row(out, "numpy", "float64", 64)
+    assert cells[-3:] == ["400", "800", "2.00"]  # not 100 -> 800 (8x), and one row only

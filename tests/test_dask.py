@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import backends
+from helpers import assert_close
 from backends.dask_backend import CHUNK_ENV, SCHEDULER_ENV, DaskBackend
 from kernels import make_step
 from mlpbench.problem import make_inputs, to_backend
@@ -65,10 +66,8 @@ def test_the_ops_of_the_step_follow_numpy_and_keep_dtype(local_backend, dtype):
         "sum": (xp.sum(a * a), np.sum(a_np * a_np)),
     }
     for op, (got, want) in cases.items():
-        got = local_backend.to_numpy(got)
-        assert got.dtype == np.dtype(dtype), f"{op} changed {dtype} to {got.dtype}"
-        np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == "float32" else 1e-14,
-                                   err_msg=op)
+        assert_close(local_backend.to_numpy(got), np.asarray(want, dtype=dtype),
+                     1e-6 if dtype == "float32" else 1e-14, what=op)
 
 
 # -- chunks and graph -------------------------------------------------------------

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT
+
 SCRIPT = ROOT / "scripts" / "gpu-check.sh"
 
 
@@ -71,8 +72,12 @@ def test_dry_run_lists_every_step_within_eight_minutes(tmp_path):
 
 
 def _result(backend, batch, hidden, steps_per_s, peak_fraction, **extra):
+    median = 1 / steps_per_s
     return {"backend": backend, "dtype": "float32", "batch_size": batch, "n_in": 1000,
-            "hidden": hidden, "n_out": 10, "threads": None, "status": "ok", "error": None,
+            "hidden": hidden, "n_out": 10, "threads": 1, "status": "ok", "error": None,
+            "compile_s": 0.5, "step_s": {"median": median, "min": median, "max": median},
+            "blocks": 3, "steps_per_block": 10, "samples_per_s": batch * steps_per_s,
+            "gflops": 1.0, "final_loss": 1.0,
             "steps_per_s": steps_per_s, "peak_fraction": peak_fraction, **extra}
 
 
@@ -82,7 +87,10 @@ def test_summarize_reports_speed_up_and_the_peak_goal(tmp_path):
            "environment": {"gpu": {"name": "Test GPU", "driver": "1.0 (CUDA 13.0)", "cuda": "13.0",
                                    "compute_capability": "9.0"},
                            "libraries": {"numpy": "2.0", "cupy-cuda13x": "14.2.0"},
-                           "cores": 16, "cpu": "Test CPU"},
+                           "cores": 16, "cpu": "Test CPU", "python": "3.12", "platform": "Linux",
+                           "blas": [], "command": ["mlpbench", "bench"],
+                           "started": "2026-12-02T10:00:00+00:00",
+                           "finished": "2026-12-02T10:01:00+00:00"},
            "peak_gflops": {"cupy/float32": 50000.0, "numpy/float32": 1000.0},
            "results": [_result("numpy", 4096, 4096, 2.0, 0.5),
                        _result("cupy", 4096, 4096, 300.0, 0.62, tf32=False,
@@ -108,4 +116,4 @@ def test_summarize_reports_speed_up_and_the_peak_goal(tmp_path):
 def test_summarize_without_results_fails(tmp_path):
     proc = run("--summarize", str(tmp_path))
     assert proc.returncode != 0
-    assert "no bench results at" in proc.stderr
+    assert "does not exist" in proc.stderr

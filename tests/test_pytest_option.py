@@ -5,13 +5,13 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
 
 
 def collect(*args):
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-         "tests/test_check_command.py", "tests/test_strict.py", *args],
+         "tests/test_backends_contract.py", "tests/test_strict.py", *args],
         capture_output=True, text=True, cwd=ROOT)
     return proc.returncode, [line for line in proc.stdout.splitlines() if "::" in line], proc
 
@@ -21,17 +21,18 @@ def test_without_the_option_every_backend_is_collected():
     import backends
 
     for name in backends.names():
-        assert f"test_check_passes_for_each_backend[{name}]" in "\n".join(ids)
+        assert f"test_updates_in_place_says_what_the_step_does[{name}]" in "\n".join(ids)
     assert any("test_strict.py" in i for i in ids)
 
 
 def test_backend_option_keeps_one_backend():
     code, ids, proc = collect("--backend", "numpy")
     assert code == 0, proc.stderr
-    parametrised = [i for i in ids if "test_check_passes_for_each_backend[" in i]
-    assert parametrised == ["tests/test_check_command.py::test_check_passes_for_each_backend[numpy]"]
+    parametrised = [i for i in ids if "test_updates_in_place_says_what_the_step_does[" in i]
+    assert parametrised == [
+        "tests/test_backends_contract.py::test_updates_in_place_says_what_the_step_does[numpy]"]
     assert not any("test_strict.py" in i for i in ids)  # array-api-strict tests deselected
-    assert any("test_backends_json" in i for i in ids)  # tests of no one backend stay
+    assert any("test_missing_library" in i for i in ids)  # tests of no one backend stay
 
 
 def test_unknown_backend_option_is_a_usage_error():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import backends
+from helpers import assert_close
 from kernels import make_pieces, make_step
 from mlpbench.problem import make_inputs, to_backend
 
@@ -55,8 +56,7 @@ def test_weight_update_piece_writes_over_P(torch_backend, dtype, batch_size):
     P_t = torch.asarray(P.copy())
     got = weight_update(P_t, torch.asarray(a), torch.asarray(grad_out), 1e-2)
     assert got is P_t and got.dtype == getattr(torch, dtype)
-    rtol = 1e-6 if dtype == "float32" else 1e-14
-    np.testing.assert_allclose(got.numpy(), want, rtol=rtol, atol=rtol * np.abs(want).max())
+    assert_close(got.numpy(), want, 1e-6 if dtype == "float32" else 1e-14, what="P")
     np.testing.assert_array_equal(got.numpy()[0], P[0])
 
 
