@@ -1,7 +1,7 @@
 """Dask: the shared step on dask.array chunked along the batch axis, on local threads or a cluster.
 
-The command line's flags are fixed by DESIGN.md, so this backend is configured by
-environment variables:
+The command line's flags are fixed by the command line's contract (docs/cli.md), so this
+backend is configured by environment variables:
 
 ``MLPBENCH_DASK_CHUNK``
     Rows per chunk of x and t (a positive integer). Default: one chunk per core,

@@ -12,7 +12,7 @@ from mlpbench.problem import make_inputs, to_backend
 __all__ = ["CHECK_SHAPES", "CHECK_STEPS", "Comparison", "TOLERANCES", "compare", "run_steps",
            "tolerance"]
 
-# rtol by (dtype, steps) from DESIGN.md; atol = rtol * max|reference|.
+# rtol by (dtype, steps), as in docs/design.md; atol = rtol * max|reference|.
 TOLERANCES = {("float64", 1): 1e-10, ("float64", 50): 1e-8,
               ("float32", 1): 1e-4, ("float32", 50): 2e-3}
 CHECK_STEPS = (1, 50)

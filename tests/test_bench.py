@@ -52,7 +52,7 @@ def install_fake(register_backend):
 def test_speeds_follow_from_the_median_step_time_and_the_operation_count():
     point = {"backend": "numpy", "dtype": "float32", "batch_size": 64, "n_in": 1000,
              "hidden": 100, "n_out": 10}
-    flops = 2 * 64 * 100 * (2 * 1000 + 3 * 10)  # DESIGN.md's count, written out
+    flops = 2 * 64 * 100 * (2 * 1000 + 3 * 10)  # docs/design.md's operation count, written out
     # Three blocks of 50 steps: 0.1, 0.3 and 0.2 s -> 2, 6 and 4 ms per step.
     m = Measurement(compile_s=1.5, steps_per_block=50, block_s=[0.1, 0.3, 0.2], final_loss=3.0)
     r = make_result(point, threads=2, status="ok", measurement=m, peak_gflops=50.0,
