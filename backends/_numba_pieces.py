@@ -9,7 +9,7 @@ step updates W and S in place, so the backend hands it only arrays it owns
 not replaced: the step's only use of it is inside ``weight_update``.
 
 Loops are serial on purpose: the matmuls between them run in a threaded BLAS, and
-Numba's parallel loops beside it oversubscribe the cores (DESIGN.md, measuring).
+Numba's parallel loops beside it oversubscribe the cores (docs/measuring.md).
 This module imports numba at the top: import it only through ``backends.numba_backend``.
 """
 from __future__ import annotations

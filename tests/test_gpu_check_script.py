@@ -1,6 +1,6 @@
 """scripts/gpu-check.sh without a GPU: usage errors, the early stop, the dry run, the summary.
 
-On a machine with a GPU the script itself is the check (README, "Proving it on a GPU").
+On a machine with a GPU the script itself is the check (docs/gpu.md).
 """
 from __future__ import annotations
 
