@@ -132,3 +132,41 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ", 1)[1][0] != "Z"  # a zombie has exited
     except FileNotFoundError:
         return False
+
+
+@pytest.mark.uses_backend("numba")
+def test_a_timeout_during_numbas_first_compile_is_a_clean_timeout(tmp_path):
+    """Issue 15, item 1: the SIGALRM handler once raised inside Numba's callbacks (segfaults,
+    false errors, "Exception ignored"). Now the parent kills the worker: timeouts only."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))  # a cold cache
+    out = tmp_path / "x.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "mlpbench", "bench", "--backend", "numba", "--batch-size",
+         "1,2,3,4", "--hidden", "4", "--n-in", "8", "--n-out", "2", "--dtype", "float64,float32",
+         "--threads", "1", "--min-time", "0.05", "--repeat", "2", "--timeout", "0.7",
+         "--seed", "4", "--output", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr  # no error point, no crash (139 was a segfault)
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr
+    results = strict_json(out)["results"]
+    assert len(results) == 8
+    assert {r["status"] for r in results} <= {"ok", "timeout"}
+    for r in results:
+        if r["status"] == "ok":
+            assert r["elapsed_s"] < 0.7 + 1
+
+
+@pytest.mark.uses_backend("jax")
+def test_a_timed_out_jax_point_stops_computing(capsys, tmp_path):
+    """Issue 15, item 5: a timed-out JAX point kept computing beside the next one; now its
+    worker is killed at the limit."""
+    out = tmp_path / "r.json"
+    code, _, err = run_cli(capsys, "bench", "--backend", "jax", "--batch-size", "4096",
+                           "--hidden", "4096", "--n-in", "4096", "--dtype", "float32",
+                           "--threads", "1", "--min-time", "5", "--repeat", "3",
+                           "--timeout", "1", "--output", out)
+    assert code == 0, err
+    (r,) = strict_json(out)["results"]
+    assert r["status"] == "timeout"
+    killed = int(r["error"].split("worker ")[1].split()[0])
+    assert not _alive(killed)
