@@ -11,6 +11,34 @@ from backends.base import Backend, OwnOutputs, PreparedStep
 __all__ = ["NumbaBackend"]
 
 
+def _with_disk_cache_or_without(build: Callable[[], Any]) -> Any:
+    """``build()``; where Numba finds no writable cache folder, ``build()`` again without one.
+
+    ``cache=True`` fails when no cache folder can be written (NUMBA_CACHE_DIR, the source
+    tree, HOME: a read-only checkout with an unwritable HOME): the code then caches into a
+    temporary folder removed at exit, and one warning says so.
+    """
+    import numba
+
+    try:
+        return build()
+    except RuntimeError as exc:
+        if "cannot cache function" not in str(exc):
+            raise
+    import atexit
+    import shutil
+    import tempfile
+    import warnings
+
+    numba.config.CACHE_DIR = tempfile.mkdtemp(prefix="mlpbench-numba-cache-")
+    atexit.register(shutil.rmtree, numba.config.CACHE_DIR, ignore_errors=True)
+    warnings.warn("numba: no writable cache folder (NUMBA_CACHE_DIR, the source tree, HOME); "
+                  "compiled code is cached for this run only (set NUMBA_CACHE_DIR to a writable "
+                  "folder to keep it)",
+                  RuntimeWarning, stacklevel=2)
+    return build()
+
+
 def _load_blas() -> None:
     """Load the BLAS Numba's ``@`` calls (SciPy's, not always numpy's), so threadpoolctl can see it."""
     import scipy.linalg.cython_blas  # noqa: F401
@@ -60,10 +88,12 @@ class NumbaBackend(Backend):
     def compiled_step(self, make_step: Callable) -> Any:
         """The Numba-compiled ``train_step`` built by ``make_step``, made once per process."""
         if make_step not in self._steps:
-            from backends import _numba_pieces
+            def build() -> Any:
+                from backends import _numba_pieces
 
-            built = make_step(np, jit=_numba_pieces.stable_njit, **_numba_pieces.PIECES)
-            self._steps[make_step] = built.train_step
+                return make_step(np, jit=_numba_pieces.stable_njit, **_numba_pieces.PIECES)
+
+            self._steps[make_step] = _with_disk_cache_or_without(build).train_step
         return self._steps[make_step]
 
     def prepare(self, make_step: Callable, *, lr: float, dtype: str) -> PreparedStep:

@@ -28,10 +28,10 @@ from kernels import make_step, step_flops
 from mlpbench import report, settings
 from mlpbench.errors import UsageError
 from mlpbench.measure import PointTimeout, measure_step, peak_matmul_gflops, per_step, time_limit
-from mlpbench.options import (DTYPES, add_threads, comma_list, dtype, non_negative_int,
+from mlpbench.options import (DTYPES, add_threads, comma_list, dtype, file_path, non_negative_int,
                               positive_float, positive_int, resolve_backends)
 from mlpbench.problem import check_memory, make_inputs, to_backend
-from mlpbench.files import check_writable
+from mlpbench.files import check_distinct, check_writable, lock_output
 from mlpbench.results import (command_line, environment, load_results, make_result, new_results,
                               now, point_key, write_results)
 
@@ -77,13 +77,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default 60)")
     p.add_argument("--seed", type=non_negative_int, default=0, metavar="N",
                    help="seeds the data and the order of the points (default 0)")
-    p.add_argument("--output", default=None, metavar="FILE.json",
-                   help="write results here, after every point")
+    p.add_argument("--output", type=file_path, default=None, metavar="FILE.json",
+                   help="write results here, after every point (locked while the run lasts: "
+                        "a second run on the same file is refused)")
     p.add_argument("--resume", action="store_true",
                    help="skip the points already in --output (whatever their status), "
                         "run the rest")
-    p.add_argument("--plot", default=None, metavar="FILE.png",
-                   help="draw the results (needs matplotlib: pip install 'mlpbench[plot]')")
+    p.add_argument("--plot", type=file_path, default=None, metavar="FILE.png",
+                   help="draw the results, in the format its suffix names: .png, .pdf, .svg, ... "
+                        "(needs matplotlib: pip install 'mlpbench[plot]')")
     p.add_argument("--quick", action="store_true",
                    help=f"a smoke run: batch {_join(QUICK['batch_size'])} x hidden "
                         f"{_join(QUICK['hidden'])}, min-time "
@@ -185,19 +187,22 @@ def _choose_backends(names: list[str] | None, quick: bool) -> list[Any]:
 
 def _validate(s: argparse.Namespace) -> tuple[list[Any], dict | None]:
     """Everything checked before any work: (backends, the --resume document or None)."""
-    if s.resume and not s.output:
+    if s.resume and s.output is None:
         raise UsageError("--resume needs --output FILE.json (the file to resume)")
-    if s.plot:
+    check_distinct({"--output": s.output, "--plot": s.plot,
+                    "--output's lock": s.output and s.output + ".lock"})
+    if s.plot is not None:
         from mlpbench import plot
 
-        plot.require_matplotlib()
         check_writable(s.plot, "--plot")
+        plot.check_format(s.plot)
     chosen = _choose_backends(s.backend, s.quick)
     if not chosen:
         raise UsageError("no backend to run: none of the chosen ones is available here")
     previous = None
-    if s.output:
+    if s.output is not None:
         check_writable(s.output, "--output")
+        s.cleanup.enter_context(lock_output(s.output, "--output"))  # held until the run ends
         if s.resume and os.path.exists(s.output):
             previous = load_results(s.output)
     check_memory(max(s.batch_size), s.n_in, max(s.hidden), s.n_out,
