@@ -177,8 +177,7 @@ _ENVIRONMENT_FIELDS = {
 
 
 def _shown(value: Any) -> str:
-    text = json.dumps(value, allow_nan=True, default=repr) if not isinstance(value, float) \
-        else repr(value)
+    text = json.dumps(value, default=repr)  # as the file spells it: NaN, Infinity, null
     return text if len(text) <= 60 else text[:57] + "..."
 
 
