@@ -1,4 +1,4 @@
-"""Writing a user's files safely: checked before any work, locked while in use, replaced atomically."""
+"""Writing a user's files safely: checked before any work, locked in use, replaced atomically."""
 from __future__ import annotations
 
 import contextlib
@@ -16,7 +16,7 @@ _KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")
 
 
 def _not_regular(path: str) -> str | None:
-    """What ``path`` (through its symlinks) is when it exists and is not a regular file, else None."""
+    """What ``path`` (symlinks followed) is when it exists and is not a regular file, else None."""
     try:
         mode = os.stat(path).st_mode
     except OSError:

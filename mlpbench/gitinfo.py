@@ -1,4 +1,4 @@
-"""What git says about the measured code: uncommitted changes a commit-to-commit comparison misses."""
+"""What git says of the measured code: uncommitted changes that comparing commits misses."""
 from __future__ import annotations
 
 import subprocess
@@ -12,7 +12,7 @@ MEASURED = ("kernels", "backends", "mlpbench", "benchmarks")
 
 
 def uncommitted_changes(root: str) -> list[str]:
-    """Paths (relative to the repository's top, sorted) under the measured folders that differ from HEAD.
+    """Paths (from the repository's top, sorted) under the measured folders that differ from HEAD.
 
     Staged, unstaged, deleted and untracked (not ignored) files all count: none of them is
     in the commits that ``regress`` compares. UsageError (one line) when git cannot say.

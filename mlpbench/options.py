@@ -11,7 +11,7 @@ from mlpbench.errors import UsageError
 __all__ = [
     "DTYPES", "add_threads", "check_learning_rate", "comma_list", "dtype", "file_path",
     "format_threads", "learning_rate", "non_empty", "non_negative_int", "positive_float",
-    "positive_int", "resolve_backend", "resolve_backends",
+    "positive_int", "resolve_backend", "resolve_backends", "seconds",
 ]
 
 DTYPES = settings.DTYPES
@@ -61,6 +61,19 @@ def positive_float(text: str) -> float:
     return value
 
 
+#: The longest duration a flag takes, in seconds (11.6 days): timers refuse far longer ones.
+MAX_SECONDS = 1e6
+
+
+def seconds(text: str) -> float:
+    """A duration: a finite number of seconds above 0, at most MAX_SECONDS."""
+    value = positive_float(text)
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_SECONDS:g} seconds, got {text!r}")
+    return value
+
+
 def learning_rate(text: str) -> float:
     try:
         return positive_float(text)
@@ -70,7 +83,7 @@ def learning_rate(text: str) -> float:
 
 
 def check_learning_rate(lr: float, dtype_: str, flag: str = "--lr") -> None:
-    """UsageError unless ``lr`` stays finite and above zero in ``dtype_`` (1e-50 is 0 in float32)."""
+    """UsageError unless ``lr`` is finite and above zero in ``dtype_`` (1e-50 is 0 in float32)."""
     import numpy as np
 
     with np.errstate(over="ignore", under="ignore"):

@@ -28,7 +28,7 @@ def _format(path: str) -> str:
 
 
 def check_format(path: str) -> str:
-    """The format ``path``'s suffix names, once a tiny figure has been written in it; else UsageError.
+    """The format ``path``'s suffix names, once a tiny figure is written in it; else UsageError.
 
     Checked before the sweep: matplotlib would otherwise refuse the format after it. A name
     without a suffix is refused rather than written under another name (matplotlib adds .png).
@@ -44,7 +44,8 @@ def check_format(path: str) -> str:
     plt.close("all")
     common = ", ".join(f".{f}" for f in ("png", "pdf", "svg") if f in supported)
     if not fmt:
-        raise UsageError(f"--plot {path!r} has no suffix to name its format; add one ({common}, ...)")
+        raise UsageError(f"--plot {path!r} has no suffix to name its format; "
+                         f"add one ({common}, ...)")
     if fmt not in supported:
         raise UsageError(f"--plot {path!r}: matplotlib cannot write .{fmt} files; "
                          f"use one of {', '.join('.' + f for f in sorted(supported))}")

@@ -243,6 +243,9 @@ def validate_results(data: Any, where: str) -> dict:
 def load_results(path: str) -> dict:
     """Read and check a results file; ResultsError (one line) if it is missing or not one."""
     try:
+        if os.path.exists(path) and not os.path.isdir(path) and not os.path.isfile(path):
+            # a device or a pipe: reading /dev/zero or a FIFO would never end
+            raise ResultsError(f"{path} is not a regular file")
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except FileNotFoundError:

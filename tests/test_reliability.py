@@ -154,10 +154,13 @@ def test_one_path_for_output_and_plot_is_refused_before_any_work(capsys, tmp_pat
 
 @pytest.mark.parametrize("name, fragment", [("p.txt", "cannot write .txt"),
                                             ("p.json", "cannot write .json"),
-                                            ("p", "no suffix")])
+                                            ("p", "no suffix"),
+                                            ("p.pgf", "cannot write .pgf here")])
 def test_a_plot_format_matplotlib_cannot_write_is_refused_before_the_sweep(capsys, tmp_path, name,
                                                                            fragment):
     pytest.importorskip("matplotlib", reason="matplotlib (the 'plot' extra) is not installed")
+    if name.endswith(".pgf") and shutil.which("xelatex"):
+        pytest.skip("xelatex is installed: .pgf files can be written here")
     out = tmp_path / "r.json"
     start = time.perf_counter()
     code, stdout, err = run_cli(capsys, "bench", *BENCH_TINY, "--output", out,
@@ -179,7 +182,7 @@ def test_a_plot_is_written_in_its_suffix_format_under_its_exact_name(capsys, tmp
 # -- 7: an empty value, on every flag of every command -------------------------------------------
 
 def _value_flags():
-    """(command, flag or positional's dest) for every argument of every command that takes a value."""
+    """(command, flag or positional's dest) for every argument of every command taking a value."""
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name, sub in commands.choices.items():
@@ -202,6 +205,14 @@ def test_an_empty_value_is_bad_input_on_every_flag(capsys, command, flag):
     captured = capsys.readouterr()
     assert_one_line_error(exc.value.code, captured.err, named, "''")
     assert captured.out == ""
+
+
+@pytest.mark.parametrize("flag", ["--timeout", "--min-time"])
+def test_a_duration_too_long_for_a_timer_is_refused(capsys, flag):
+    # --timeout 1e300 made every point an OverflowError ("timestamp out of range").
+    code, out, err = run_cli(capsys, "bench", *BENCH_TINY, flag, "1e300")
+    assert_one_line_error(code, err, flag, "at most")
+    assert out == ""
 
 
 def test_the_walk_over_flags_sees_the_known_ones():
@@ -297,6 +308,21 @@ def test_resume_refuses_a_bad_value_before_measuring_and_leaves_the_file(capsys,
     assert_one_line_error(code, err, str(bad), "result 0", "'steps_per_s' is NaN")
     assert out == "" and untouched(bad) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_results_file_that_is_a_pipe_or_a_device_is_refused_not_read(capsys, tmp_path, kind):
+    # Reading a FIFO with no writer, or /dev/zero, would never end.
+    if kind == "fifo":
+        path = tmp_path / "r.json"
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero")
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(DOC))
+    code, out, err = run_cli(capsys, "compare", good, path)
+    assert_one_line_error(code, err, str(path), "not a regular file")
+    assert out == ""
 
 
 # -- 10 and 11: divergence and the learning rate in the run's dtype -----------------------------

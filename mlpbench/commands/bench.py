@@ -29,7 +29,7 @@ from mlpbench import report, settings
 from mlpbench.errors import UsageError
 from mlpbench.measure import PointTimeout, measure_step, peak_matmul_gflops, per_step, time_limit
 from mlpbench.options import (DTYPES, add_threads, comma_list, dtype, file_path, non_negative_int,
-                              positive_float, positive_int, resolve_backends)
+                              positive_int, resolve_backends, seconds)
 from mlpbench.problem import check_memory, make_inputs, to_backend
 from mlpbench.files import check_distinct, check_writable, lock_output
 from mlpbench.results import (command_line, environment, load_results, make_result, new_results,
@@ -65,14 +65,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", type=comma_list(dtype), default=list(DTYPES), metavar="LIST",
                    help="float32,float64 (default both)")
     add_threads(p)
-    p.add_argument("--min-time", type=positive_float, default=None, metavar="S",
+    p.add_argument("--min-time", type=seconds, default=None, metavar="S",
                    help="seconds each timed block lasts at least (default "
                         f"{settings.TIMING['full']['min_time']:g}; --quick "
                         f"{settings.TIMING['quick']['min_time']:g})")
     p.add_argument("--repeat", type=positive_int, default=None, metavar="R",
                    help=f"timed blocks per point (default {settings.TIMING['full']['repeat']}; "
                         f"--quick {settings.TIMING['quick']['repeat']})")
-    p.add_argument("--timeout", type=positive_float, default=60.0, metavar="S",
+    p.add_argument("--timeout", type=seconds, default=60.0, metavar="S",
                    help="seconds one point may take before it is recorded as 'timeout' "
                         "(default 60)")
     p.add_argument("--seed", type=non_negative_int, default=0, metavar="N",
