@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import socket
 import warnings
 from typing import Any, Callable, Iterator
 
@@ -45,6 +46,26 @@ def _chunk_setting() -> int | None:
     if rows < 1:
         raise ValueError(f"{CHUNK_ENV} must be a positive integer (rows per chunk), got {text!r}")
     return rows
+
+
+def _probe_scheduler(address: str, timeout: float = 5.0) -> None:
+    """ValueError or OSError, quickly, for an address no scheduler can be at.
+
+    Checked before ``distributed.Client``: a Client that fails to start spends 20 s more
+    closing itself when collected, then prints a traceback.
+    """
+    from distributed.comm import get_address_host_port, parse_address
+
+    scheme, _ = parse_address(address)
+    if scheme == "inproc":
+        raise ValueError(f"{address!r} is an in-process address; a scheduler here needs "
+                         "tcp://host:port")
+    if scheme not in ("tcp", "tls"):
+        return  # no host and port to try (ucx://, ws://): the Client says
+    host, port = get_address_host_port(address)
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} out of range in address {address!r}")
+    socket.create_connection((host or "127.0.0.1", port), timeout=timeout).close()
 
 
 class DaskBackend(Backend):
@@ -96,6 +117,7 @@ class DaskBackend(Backend):
             from distributed import Client
 
             self.close()
+            _probe_scheduler(address)
             # Not the default scheduler: other dask code in this process stays as it was.
             self._client_ = Client(address, set_as_default=False, timeout="10s")
             self._client_address = address

@@ -95,8 +95,8 @@ class Measurement(NamedTuple):
     block_s: list[float]
     final_loss: float
     device_block_s: list[float] | None = None
-    #: Whether every element of the final W and S is finite.
-    weights_finite: bool = True
+    #: Why the run diverged (its loss or weights not finite, ``mlpbench.divergence``), or None.
+    divergence: str | None = None
 
     @property
     def step_s(self) -> dict[str, float]:
@@ -112,7 +112,7 @@ def measure_step(backend: Any, step: Callable, arrays: dict[str, Any], *, min_ti
     Each step's W and S feed the next, as in training. The loss and the weights of the last
     step are read (``backend.to_numpy``) after timing, outside the timed region.
     """
-    import numpy as np
+    from mlpbench.divergence import divergence
 
     x, t = arrays["x"], arrays["t"]
     state = {"W": arrays["W"], "S": arrays["S"], "loss": None}
@@ -130,9 +130,10 @@ def measure_step(backend: Any, step: Callable, arrays: dict[str, Any], *, min_ti
     blocks = time_blocks(run, synchronize, min_time=min_time, repeat=repeat,
                          device_timer=backend.device_timer(), clock=clock)
     final_loss = float(backend.to_numpy(state["loss"]))
-    finite = all(bool(np.isfinite(backend.to_numpy(state[k])).all()) for k in ("W", "S"))
+    diverged = divergence(final_loss, W=backend.to_numpy(state["W"]),
+                          S=backend.to_numpy(state["S"]))
     return Measurement(compile_s, blocks.n, blocks.seconds, final_loss, blocks.device_seconds,
-                       finite)
+                       diverged)
 
 
 def _orthogonal(n: int, dtype: str, seed: int) -> Any:

@@ -9,11 +9,26 @@ from mlpbench import settings
 from mlpbench.errors import UsageError
 
 __all__ = [
-    "DTYPES", "add_threads", "comma_list", "dtype", "format_threads", "learning_rate", "non_negative_int",
-    "positive_float", "positive_int", "resolve_backend", "resolve_backends",
+    "DTYPES", "add_threads", "check_learning_rate", "comma_list", "dtype", "file_path",
+    "format_threads", "learning_rate", "non_empty", "non_negative_int", "positive_float",
+    "positive_int", "resolve_backend", "resolve_backends", "seconds",
 ]
 
 DTYPES = settings.DTYPES
+
+
+def non_empty(value: str) -> str:
+    """Any text but an empty one: an empty value is a mistake, never "not given"."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(f"must not be empty, got {value!r}")
+    return value
+
+
+def file_path(value: str) -> str:
+    """A file's path: not empty (an empty path is a mistake, never "no file")."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(f"must be a file path, got {value!r}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -46,12 +61,38 @@ def positive_float(text: str) -> float:
     return value
 
 
+#: The longest duration a flag takes, in seconds (11.6 days): timers refuse far longer ones.
+MAX_SECONDS = 1e6
+
+
+def seconds(text: str) -> float:
+    """A duration: a finite number of seconds above 0, at most MAX_SECONDS."""
+    value = positive_float(text)
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_SECONDS:g} seconds, got {text!r}")
+    return value
+
+
 def learning_rate(text: str) -> float:
     try:
         return positive_float(text)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"learning rate must be a finite positive number, got {text!r}") from None
+
+
+def check_learning_rate(lr: float, dtype_: str, flag: str = "--lr") -> None:
+    """UsageError unless ``lr`` is finite and above zero in ``dtype_`` (1e-50 is 0 in float32)."""
+    import numpy as np
+
+    with np.errstate(over="ignore", under="ignore"):
+        in_dtype = float(np.dtype(dtype_).type(lr))
+    if not (math.isfinite(in_dtype) and in_dtype > 0):
+        info = np.finfo(dtype_)
+        raise UsageError(
+            f"{flag} {lr:g} is {in_dtype:g} in {dtype_}: the rate must be between "
+            f"{float(info.smallest_subnormal):.3g} and {float(info.max):.3g} in {dtype_}")
 
 
 def dtype(text: str) -> str:

@@ -1,14 +1,17 @@
 """Drawing bench results: steps/s against batch size per backend; speed-up over numpy as a heatmap."""
 from __future__ import annotations
 
+import io
 import math
+import os
 from typing import Any
 
 from backends import REFERENCE
 from mlpbench.errors import UsageError
+from mlpbench.files import write_atomic
 from mlpbench.report import backend_order, speedups
 
-__all__ = ["plot_results", "require_matplotlib"]
+__all__ = ["check_format", "plot_results", "require_matplotlib"]
 
 
 def require_matplotlib() -> None:
@@ -18,6 +21,44 @@ def require_matplotlib() -> None:
     except ImportError:
         raise UsageError("--plot needs matplotlib, which is not installed; "
                          "pip install 'mlpbench[plot]'") from None
+
+
+def _format(path: str) -> str:
+    return os.path.splitext(path)[1][1:].lower()
+
+
+def check_format(path: str) -> str:
+    """The format ``path``'s suffix names, once a tiny figure is written in it; else UsageError.
+
+    Checked before the sweep: matplotlib would otherwise refuse the format after it. A name
+    without a suffix is refused rather than written under another name (matplotlib adds .png).
+    """
+    require_matplotlib()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fmt = _format(path)
+    supported = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    common = ", ".join(f".{f}" for f in ("png", "pdf", "svg") if f in supported)
+    if not fmt:
+        raise UsageError(f"--plot {path!r} has no suffix to name its format; "
+                         f"add one ({common}, ...)")
+    if fmt not in supported:
+        raise UsageError(f"--plot {path!r}: matplotlib cannot write .{fmt} files; "
+                         f"use one of {', '.join('.' + f for f in sorted(supported))}")
+    fig = plt.figure(figsize=(1, 1))
+    fig.text(0.5, 0.5, "1.0x")  # text too: .pgf needs LaTeX only for it
+    try:  # some formats need more than matplotlib (.pgf needs LaTeX): try it
+        fig.savefig(io.BytesIO(), format=fmt)
+    except Exception as exc:
+        raise UsageError(f"--plot {path!r}: matplotlib cannot write .{fmt} here "
+                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+    finally:
+        plt.close(fig)
+    return fmt
 
 
 def _label(r: dict) -> str:
@@ -99,7 +140,10 @@ def _heatmap(fig: Any, ok: list[dict]) -> None:
 
 
 def plot_results(doc: dict, path: str) -> None:
-    """Write the figure of ``doc``'s ok points to ``path`` (PNG), with matplotlib's Agg backend."""
+    """Write the figure of ``doc``'s ok points to ``path`` in the format of its suffix (Agg).
+
+    Written atomically, under exactly the name given.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,5 +162,8 @@ def plot_results(doc: dict, path: str) -> None:
     else:
         fig.text(0.5, 0.5, "no point finished ok", ha="center", va="center")
     fig.suptitle(_title(doc), fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        write_atomic(path, lambda f: fig.savefig(f, format=_format(path) or "png", dpi=110),
+                     binary=True)
+    finally:
+        plt.close(fig)

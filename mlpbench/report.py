@@ -1,6 +1,8 @@
 """The stdout table of a bench run: grouped by size, each backend's speed-up over numpy beside."""
 from __future__ import annotations
 
+import codecs
+import sys
 import textwrap
 from collections import Counter
 from typing import Iterable
@@ -13,11 +15,20 @@ __all__ = ["backend_order", "format_bench", "format_rate", "format_seconds", "sp
 _GROUP = ("batch_size", "hidden", "n_in", "n_out", "threads")
 
 
+def _micro() -> str:
+    """"µs", or "us" where stdout cannot print "µ" (PYTHONIOENCODING=ascii, a C locale)."""
+    try:
+        codecs.encode("µ", getattr(sys.stdout, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return "us"
+    return "µs"
+
+
 def format_seconds(seconds: float | None) -> str:
-    """3 significant digits in ns, µs, ms or s."""
+    """3 significant digits in ns, µs, ms or s (us where stdout cannot print µ)."""
     if seconds is None:
         return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), (_micro(), 1e-6)):
         if seconds >= scale:
             return f"{seconds / scale:.3g} {unit}"
     return f"{seconds / 1e-9:.3g} ns"

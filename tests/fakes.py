@@ -63,8 +63,10 @@ class FakeBackend(NumpyBackend):
         inner = super().prepare(make_step, lr=lr, dtype=dtype)
         calls = [0]
         held = []
+        finite = {}  # inf_weights: the finite W behind the infinite one handed out
 
         def step(x, t, W, S):
+            W = finite.get(id(W), W)
             self.log.append(("step", time.perf_counter()))
             if self.at_batch == x.shape[0]:
                 self._act()
@@ -73,8 +75,11 @@ class FakeBackend(NumpyBackend):
             calls[0] += 1
             time.sleep(self.first_call_sleep if calls[0] == 1 else self.step_sleep)
             W, S, loss = inner(x, t, W, S)
-            if self.inf_weights:
-                W = np.full_like(W, np.inf)
+            if self.inf_weights:  # the loss stays finite: it is computed on the finite W
+                shown = np.full_like(W, np.inf)
+                finite.clear()
+                finite[id(shown)] = W
+                W = shown
             return W, S, (np.array(np.nan, dtype=dtype) if self.nan_loss else loss)
 
         return step

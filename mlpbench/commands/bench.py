@@ -24,9 +24,9 @@ import backends
 from mlpbench import report, settings, sweep
 from mlpbench.environment import environment
 from mlpbench.errors import UsageError
-from mlpbench.files import check_writable
-from mlpbench.options import (DTYPES, add_threads, comma_list, dtype, non_negative_int,
-                              positive_float, positive_int, resolve_backends)
+from mlpbench.files import check_distinct, check_writable, lock_output
+from mlpbench.options import (DTYPES, add_threads, comma_list, dtype, file_path, non_negative_int,
+                              positive_int, resolve_backends, seconds)
 from mlpbench.problem import check_memory
 from mlpbench.results import load_results, new_results, now, write_results
 from mlpbench.workers import WorkerError
@@ -61,25 +61,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", type=comma_list(dtype), default=list(DTYPES), metavar="LIST",
                    help="float32,float64 (default both)")
     add_threads(p)
-    p.add_argument("--min-time", type=positive_float, default=None, metavar="S",
+    p.add_argument("--min-time", type=seconds, default=None, metavar="S",
                    help="seconds each timed block lasts at least (default "
                         f"{settings.TIMING['full']['min_time']:g}; --quick "
                         f"{settings.TIMING['quick']['min_time']:g})")
     p.add_argument("--repeat", type=positive_int, default=None, metavar="R",
                    help=f"timed blocks per point (default {settings.TIMING['full']['repeat']}; "
                         f"--quick {settings.TIMING['quick']['repeat']})")
-    p.add_argument("--timeout", type=positive_float, default=60.0, metavar="S",
+    p.add_argument("--timeout", type=seconds, default=60.0, metavar="S",
                    help="seconds one point may take before it is recorded as 'timeout' "
                         "(default 60)")
     p.add_argument("--seed", type=non_negative_int, default=0, metavar="N",
                    help="seeds the data and the order of the points (default 0)")
-    p.add_argument("--output", default=None, metavar="FILE.json",
-                   help="write results here, after every point")
+    p.add_argument("--output", type=file_path, default=None, metavar="FILE.json",
+                   help="write results here, after every point (locked while the run lasts: "
+                        "a second run on the same file is refused)")
     p.add_argument("--resume", action="store_true",
                    help="skip the points already in --output (whatever their status), "
                         "run the rest")
-    p.add_argument("--plot", default=None, metavar="FILE.png",
-                   help="draw the results (needs matplotlib: pip install 'mlpbench[plot]')")
+    p.add_argument("--plot", type=file_path, default=None, metavar="FILE.png",
+                   help="draw the results, in the format its suffix names: .png, .pdf, .svg, ... "
+                        "(needs matplotlib: pip install 'mlpbench[plot]')")
     p.add_argument("--quick", action="store_true",
                    help=f"a smoke run: batch {_join(QUICK['batch_size'])} x hidden "
                         f"{_join(QUICK['hidden'])}, min-time "
@@ -116,19 +118,22 @@ def _choose_backends(names: list[str] | None, quick: bool, allow_tf32: bool) -> 
 
 def _validate(s: argparse.Namespace) -> tuple[list[Any], dict | None]:
     """Everything checked before any work: (backends, the --resume document or None)."""
-    if s.resume and not s.output:
+    if s.resume and s.output is None:
         raise UsageError("--resume needs --output FILE.json (the file to resume)")
-    if s.plot:
+    check_distinct({"--output": s.output, "--plot": s.plot,
+                    "--output's lock": s.output and s.output + ".lock"})
+    if s.plot is not None:
         from mlpbench import plot
 
-        plot.require_matplotlib()
         check_writable(s.plot, "--plot")
+        plot.check_format(s.plot)
     chosen = _choose_backends(s.backend, s.quick, s.allow_tf32)
     if not chosen:
         raise UsageError("no backend to run: none of the chosen ones is available here")
     previous = None
-    if s.output:
+    if s.output is not None:
         check_writable(s.output, "--output")
+        s.cleanup.enter_context(lock_output(s.output, "--output"))  # held until the run ends
         if s.resume and os.path.exists(s.output):
             previous = load_results(s.output)
     check_memory(max(s.batch_size), s.n_in, max(s.hidden), s.n_out,

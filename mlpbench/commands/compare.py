@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from mlpbench.options import file_path
 from mlpbench.report import backend_order, format_rate
 from mlpbench.results import KEY_FIELDS, load_results, point_key
 
@@ -11,8 +12,8 @@ __all__ = ["add_arguments", "match", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("a", metavar="A.json", help="the baseline results")
-    p.add_argument("b", metavar="B.json", help="the results compared with it")
+    p.add_argument("a", type=file_path, metavar="A.json", help="the baseline results")
+    p.add_argument("b", type=file_path, metavar="B.json", help="the results compared with it")
     p.epilog = ("Points are matched on backend, dtype, batch size, n_in, hidden, n_out and "
                 "threads; B/A above 1 means B is faster. Exit status 0, or 2 when a file is "
                 "missing or not a results file.")

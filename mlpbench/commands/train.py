@@ -10,9 +10,10 @@ import numpy as np
 
 from kernels import make_step
 from kernels.problem import INITS
+from mlpbench.divergence import divergence
 from mlpbench.files import check_writable, write_atomic
-from mlpbench.options import (add_threads, dtype, format_threads, learning_rate, non_negative_int,
-                              positive_int, resolve_backend)
+from mlpbench.options import (add_threads, check_learning_rate, dtype, file_path, format_threads,
+                              learning_rate, non_negative_int, positive_int, resolve_backend)
 from mlpbench.problem import check_memory, make_inputs, to_backend
 
 __all__ = ["SEED_PRESET", "add_arguments", "run"]
@@ -39,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_threads(p)
     p.add_argument("--print-every", type=positive_int, default=1, metavar="K",
                    help="print the loss every K steps (default 1); the last step is always printed")
-    p.add_argument("--save", metavar="FILE.npz",
+    p.add_argument("--save", type=file_path, metavar="FILE.npz",
                    help="save x, t, W0, S0, W, S, loss, lr (numpy npz, no pickles)")
 
 
@@ -55,8 +56,9 @@ def _settings(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     s = _settings(args)
+    check_learning_rate(s["lr"], s["dtype"])
     backend = resolve_backend(args.backend)
-    if args.save:
+    if args.save is not None:
         check_writable(args.save, "--save")
     check_memory(s["batch_size"], s["n_in"], s["hidden"], s["n_out"], s["dtype"])
     inputs = make_inputs(s["batch_size"], s["n_in"], s["hidden"], s["n_out"], dtype=s["dtype"],
@@ -80,10 +82,10 @@ def run(args: argparse.Namespace) -> int:
                 break
         backend.synchronize(W, S, loss)
         elapsed = time.perf_counter() - start
-    diverged = not math.isfinite(losses[-1])
-    if args.save:
-        arrays = dict(x=inputs["x"], t=inputs["t"], W0=inputs["W"], S0=inputs["S"],
-                      W=backend.to_numpy(W), S=backend.to_numpy(S),
+        W, S = backend.to_numpy(W), backend.to_numpy(S)
+    why = divergence(losses[-1], W=W, S=S)
+    if args.save is not None:
+        arrays = dict(x=inputs["x"], t=inputs["t"], W0=inputs["W"], S0=inputs["S"], W=W, S=S,
                       loss=np.array(losses, dtype=np.float64),
                       lr=np.array(s["lr"], dtype=s["dtype"]))
         # Through a file object: numpy would append .npz to a name without it.
@@ -95,8 +97,10 @@ def run(args: argparse.Namespace) -> int:
           f"first step (compile) {compile_s:.3f} s; {per_step * 1e3:.3f} ms/step over the other "
           f"{steps_done - 1} steps",
           file=sys.stderr)
-    if diverged:
-        print(f"mlpbench train: the loss became {losses[-1]} at step {steps_done - 1} (diverged); "
-              f"try a smaller --lr (now {s['lr']:g}) or --init scaled", file=sys.stderr)
+    if why:
+        where = (f"the loss became {losses[-1]} at step {steps_done - 1}"
+                 if not math.isfinite(losses[-1]) else f"after step {steps_done - 1}, {why}")
+        print(f"mlpbench train: {where} (diverged); try a smaller --lr (now {s['lr']:g}) "
+              "or --init scaled", file=sys.stderr)
         return 1
     return 0
