@@ -368,8 +368,12 @@ def draw(commits: list[Commit], flagged: dict[tuple, float], title: str, path: s
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     labels = _labels(commits)
+    rate = FuncFormatter(lambda v, _: format_rate(v))
+    # minor ticks at 2x and 5x only: all nine crowd a panel that spans about one decade
+    sparse = FuncFormatter(lambda v, _: format_rate(v) if _mantissa(v) in (2, 5) else "")
     points = sorted({m.point for c in commits for m in c.measurements},
                     key=lambda p: (p[2], p[1], p[0]))
     names = sorted(set(labels.values()), key=lambda n: backend_order(n.split(" ")[0]))
@@ -396,6 +400,8 @@ def draw(commits: list[Commit], flagged: dict[tuple, float], title: str, path: s
                 ax.plot([i for i, _ in moved], [m.steps_per_s for _, m in moved], ls="none",
                         marker="o", ms=11, mfc="none", mec="red", mew=1.5)
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(rate)
+        ax.yaxis.set_minor_formatter(sparse)
         ax.set_title(f"batch {point[0]}, hidden {point[1]}, {point[2]}", fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.set_ylabel("steps / s (higher is faster)")
@@ -406,13 +412,17 @@ def draw(commits: list[Commit], flagged: dict[tuple, float], title: str, path: s
     handles = [plt.Line2D([], [], marker="o", color=colours[n], label=n) for n in names]
     handles.append(plt.Line2D([], [], ls="none", marker="o", ms=11, mfc="none", mec="red",
                               label="moved beyond its noise"))
-    fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 5),
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5),
                fontsize=9, frameon=False)
     fig.suptitle(title, fontsize=10)
     try:
         write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=110), binary=True)
     finally:
         plt.close(fig)
+
+
+def _mantissa(value: float) -> int:
+    return round(value / 10 ** math.floor(math.log10(value))) if value > 0 else 0
 
 
 # -- the command -------------------------------------------------------------------------
