@@ -184,8 +184,9 @@ def _measurements(entry: dict, names: tuple[str, ...], env: str) -> list[Measure
     found = []
     # asv stores one value per parameter combination, in itertools.product order;
     # None is a failure, NaN a skip.
+    values = entry.get("result") or []
     for i, combo in enumerate(itertools.product(*params)):
-        value = entry["result"][i] if i < len(entry["result"] or []) else None
+        value = values[i] if i < len(values) else None
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             continue
         p = dict(zip(names, combo))
@@ -380,7 +381,8 @@ def draw(commits: list[Commit], flagged: dict[tuple, float], title: str, path: s
     colours = {n: f"C{i % 10}" for i, n in enumerate(names)}
     ncols = min(len(points), 2)
     nrows = math.ceil(len(points) / ncols)
-    fig = plt.figure(figsize=(max(6.0, 0.5 * len(commits) + 3) * ncols, 3.6 * nrows + 0.8),
+    width = min(max(6.0, 0.5 * len(commits) + 3), 14.0)  # per panel
+    fig = plt.figure(figsize=(width * ncols, 3.6 * nrows + 0.8),
                      layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True)
     x = range(len(commits))
