@@ -192,6 +192,21 @@ def test_skipped_and_failed_points_are_left_out(tmp_path, capsys):
     assert section(out, "batch 64")[0].split() == ["commit", "numpy"]
 
 
+def test_each_asv_environment_is_a_series_of_its_own(tmp_path, capsys):
+    # --python=same files its results as another environment, with other libraries
+    folder = machine_folder(tmp_path)
+    results_file(folder, "a" * 40, 1, {point(): 1e-4})
+    results_file(folder, "a" * 40, 1, {point(): 2e-4}, env="existing-py_venv_bin_python")
+    results_file(folder, "b" * 40, 2, {point(): 2e-4})
+    status, out, _ = run_history(capsys, "--results", str(tmp_path))
+    assert status == 0
+    header, first, second = section(out, "batch 64")
+    assert header.split() == ["commit", "numpy", "(existing-py_venv_bin_python)", "numpy",
+                              "(virtualenv-py3.11)"]
+    assert first.split()[1:] == ["5,000", "(4,950-5,051)", "10,000", "(9,901-10,101)"]
+    assert second.split()[1:] == ["-", "5,000", "(4,950-5,051)", "-50%*"]  # within its env
+
+
 def test_last_keeps_the_flag_against_the_commit_before(project, capsys):
     _, commits = project
     status, out, _ = run_history(capsys, "--last", "2", "--backend", "numba")
