@@ -1,4 +1,4 @@
-"""asv benchmarks of one training step: its time, its rate (steps/s, GFLOP/s) and its memory."""
+"""asv benchmarks of one training step: its time and its memory."""
 from __future__ import annotations
 
 from .common import StepBenchmark
@@ -7,8 +7,9 @@ from .common import StepBenchmark
 class TrainStep(StepBenchmark):
     """One SGD step of the two-layer network; W and S carry over from step to step.
 
-    ``time_*`` is what the regression gate compares (asv: lower is better). ``track_*`` are for
-    the graphs only: asv would call a higher rate a regression.
+    Only lower-is-better benchmarks: asv takes every value that way (``track_*`` too), so a rate
+    here would show a speed-up as a regression. Rates are 1/time: ``mlpbench history`` draws
+    them from these results, ``mlpbench bench`` measures them.
     """
 
     # One step per sample: asv_runner >= 0.3 reruns setup before every timed call anyway.
@@ -25,13 +26,3 @@ class TrainStep(StepBenchmark):
     def peakmem_train_step(self, backend, batch_size, hidden, dtype):
         self.point.train_step()
         self.point.synchronize()
-
-    def track_steps_per_second(self, backend, batch_size, hidden, dtype):
-        return 1.0 / self.point.seconds_per_step()
-
-    track_steps_per_second.unit = "steps/s"
-
-    def track_gflops(self, backend, batch_size, hidden, dtype):
-        return self.point.flops / self.point.seconds_per_step() / 1e9
-
-    track_gflops.unit = "GFLOP/s"

@@ -10,13 +10,12 @@ process agree on it:
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from typing import Any, Mapping
 
 import backends
-from kernels import make_step, step_flops
-from mlpbench import measure, settings  # not "import time_blocks": asv would take it for a benchmark
+from kernels import make_step
+from mlpbench import settings
 from mlpbench.problem import make_inputs, to_backend
 
 __all__ = ["GRIDS", "N_IN", "N_OUT", "Point", "StepBenchmark", "backend_names",
@@ -53,7 +52,9 @@ def grid_params(environ: Mapping[str, str] = os.environ) -> list[list]:
 def require_backend(name: str) -> backends.Backend:
     """The backend ``name``; NotImplementedError (asv's skip) when it cannot run here."""
     try:
-        backend = backends.create(name)
+        # asv runs this suite against older commits too: before ab9b95a, backends.get.
+        create = getattr(backends, "create", None) or backends.get
+        backend = create(name)
     except ImportError as exc:  # its module or library is missing: unavailable, not broken
         raise NotImplementedError(f"backend {name!r} cannot be imported: {exc}") from None
     ok, why = backend.available()
@@ -70,7 +71,6 @@ class Point:
                              init="scaled")
         arrays = to_backend(backend, inputs)
         self.backend = backend
-        self.flops = step_flops(batch_size, N_IN, hidden, N_OUT)
         self.x, self.t, self.W, self.S = arrays["x"], arrays["t"], arrays["W"], arrays["S"]
         self.step = backend.prepare(
             make_step, lr=settings.learning_rate(batch_size, N_IN, hidden, N_OUT), dtype=dtype)
@@ -81,22 +81,15 @@ class Point:
         self.compile_s = time.perf_counter() - started
 
     def synchronize(self) -> None:
-        """Wait for the latest step's outputs."""
-        self.backend.synchronize(self.W, self.S, self.loss)
+        """Wait for the latest step's outputs (before ab9b95a: synchronize() took none)."""
+        try:
+            self.backend.synchronize(self.W, self.S, self.loss)
+        except TypeError:
+            self.backend.synchronize()
 
     def train_step(self) -> None:
         """One step; its output feeds the next (real training: nothing can be cached away)."""
         self.W, self.S, self.loss = self.step(self.x, self.t, self.W, self.S)
-
-    def seconds_per_step(self, *, min_time: float = 0.1, blocks: int = 3) -> float:
-        """Median over ``blocks`` timed blocks of back-to-back steps (``mlpbench.measure``)."""
-        def run(n: int) -> None:
-            for _ in range(n):
-                self.train_step()
-
-        timed = measure.time_blocks(run, self.synchronize, min_time=min_time,
-                                    repeat=blocks)
-        return statistics.median(timed.seconds) / timed.n
 
 
 # The last point set up in this process. asv_runner >= 0.3 reruns setup before every sample;

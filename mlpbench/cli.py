@@ -25,6 +25,7 @@ COMMANDS = {
     "bench": "mlpbench.commands.bench",
     "compare": "mlpbench.commands.compare",
     "regress": "mlpbench.commands.regress",
+    "history": "mlpbench.commands.history",
 }
 
 
