@@ -211,7 +211,6 @@ def _run(s: argparse.Namespace, args: argparse.Namespace, chosen: list, names: l
         print(f"mlpbench bench: stopped (--fail-fast) at {r['backend']} {r['dtype']} batch "
               f"{r['batch_size']} hidden {r['hidden']}: {r['status']}: {r['error']}",
               file=sys.stderr)
-        return 1
     doc["environment"]["finished"] = now()
     save()
 
