@@ -48,6 +48,18 @@ def _chunk_setting() -> int | None:
     return rows
 
 
+class _PersistedCall:
+    """A piece whose outputs are persisted when it is called, kept for ``synchronize()``."""
+
+    def __init__(self, run: Callable, persist: Callable) -> None:
+        self._run, self._persist, self.latest = run, persist, None
+
+    def __call__(self, *args):
+        out = self._run(*args)
+        self.latest = self._persist(*out) if isinstance(out, tuple) else self._persist(out)
+        return self.latest if isinstance(out, tuple) else self.latest[0]
+
+
 class DaskBackend(Backend):
     """dask.array through ``array_api_compat.dask.array``; see the module's docstring."""
 
@@ -187,6 +199,17 @@ class DaskBackend(Backend):
         step = LatestOutputs(run)
         self._steps.add(step)
         return step
+
+    def prepare_pieces(self, make_pieces: Callable, *, lr: float, dtype: str) -> dict[str, Callable]:
+        """The step's pieces, each computed (persisted) when called, as the step is; W and S
+        made whole as the step makes them (a no-op once they are a weight_update's outputs)."""
+        pieces = super().prepare_pieces(make_pieces, lr=lr, dtype=dtype)
+        forward, update = pieces["forward"], pieces["weight_update"]
+        pieces["forward"] = lambda x, W, S: forward(x, W.rechunk(W.shape), S.rechunk(S.shape))
+        pieces["weight_update"] = lambda P, a, grad_out: update(P.rechunk(P.shape), a, grad_out)
+        calls = {name: _PersistedCall(piece, self._persist) for name, piece in pieces.items()}
+        self._steps.update(calls.values())
+        return calls
 
     # -- threads --------------------------------------------------------------
     @contextlib.contextmanager

@@ -67,6 +67,17 @@ def _pool_plan(cores: list[int], n: int | None) -> tuple[list[int], bool]:
     return chosen, len(chosen) < len(cores) and hasattr(os, "sched_setaffinity")
 
 
+class _LatestCall:
+    """A piece that keeps its latest outputs, for ``synchronize()`` to wait on."""
+
+    def __init__(self, run: Callable) -> None:
+        self._run, self.latest = run, None
+
+    def __call__(self, *args):
+        self.latest = self._run(*args)
+        return self.latest
+
+
 class JaxBackend(Backend):
     """JAX on its default device (the CPU here; a GPU where jax[cuda12] is installed)."""
 
@@ -198,6 +209,15 @@ class JaxBackend(Backend):
                                  lambda a: jax.numpy.array(a, copy=True))
         self._steps.add(prepared)
         return prepared
+
+    def prepare_pieces(self, make_pieces: Callable, *, lr: float, dtype: str) -> dict[str, Callable]:
+        """The step's pieces, each under a ``jax.jit`` of its own (the step is one); none donates."""
+        self._dtype_ready(dtype)
+        jax = self._jax()
+        pieces = super().prepare_pieces(make_pieces, lr=lr, dtype=dtype)
+        calls = {name: _LatestCall(jax.jit(piece)) for name, piece in pieces.items()}
+        self._steps.update(calls.values())
+        return calls
 
     # -- threads --------------------------------------------------------------
     @contextlib.contextmanager
