@@ -18,6 +18,7 @@ COMMANDS = {
     "bench": "mlpbench.commands.bench",
     "compare": "mlpbench.commands.compare",
     "regress": "mlpbench.commands.regress",
+    "pieces": "mlpbench.commands.pieces",
 }
 
 
