@@ -100,6 +100,21 @@ def test_pieces_run_on_one_steps_arrays():
     assert calls == [("weight_update", ((4, 1), (2, 4), (2, 1)))] * 3
 
 
+def test_weight_update_feeds_its_output_back():
+    seen = []
+
+    def weight_update(P, a, grad_out):
+        seen.append(P)
+        return P + 1.0  # a new array each call, as a functional backend returns
+
+    real = Backend.prepare_pieces(SleepingBackend(), resolve_pieces, lr=1e-3, dtype="float64")
+    runs = piece_runs({**real, "weight_update": weight_update},
+                      make_inputs(2, 3, 4, 1, dtype="float64", seed=0))
+    seen.clear()
+    runs["weight_update_W"](3)
+    assert seen[1][0, 0] == seen[0][0, 0] + 1.0 and seen[2][0, 0] == seen[0][0, 0] + 2.0
+
+
 def test_each_backends_pieces_make_its_step(backend):
     """One step of a backend's pieces gives the W and S of one step of its prepared step."""
     arrays = make_inputs(3, 5, 4, 2, dtype="float64", seed=1)
