@@ -45,6 +45,7 @@ def plot_roofline(doc: dict, path: str) -> None:
                              sharey=True, layout="constrained")
     xs = [r["intensity"] for r in ok] or [0.1, 100.0]
     lo, hi = min(xs) / 3, max(xs) * 3
+    ys = [r["gflops"] for r in ok] + [p for p in doc["peak_gflops"].values() if p] or [1.0]
     for ax, dtype in zip(axes[0], dtypes):
         for k, row in enumerate(sorted(roofs["bandwidth"], key=lambda r: r["working_set_bytes"])):
             bw = row["gb_per_s"]
@@ -61,6 +62,7 @@ def plot_roofline(doc: dict, path: str) -> None:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(lo, hi)
+        ax.set_ylim(min(ys) / 3, max(ys) * 3)
         ax.set_xlabel("flops per byte (the step's model)")
         ax.set_title(f"{dtype}: dashed = matmul peak per backend", fontsize=10)
         ax.grid(True, which="major", alpha=0.3)
