@@ -155,6 +155,22 @@ class Backend:
 
         return step
 
+    def prepare_pieces(self, make_pieces: Callable, *, lr: float, dtype: str) -> dict[str, Callable]:
+        """The pieces ``prepare``'s step runs, each callable alone, for timing them one by one.
+
+        ``make_pieces`` is ``kernels.resolve_pieces``. The result holds at least
+        ``forward(x, W, S) -> (u, h, y)``, ``loss_and_grad(y, t) -> (loss, grad_y)``,
+        ``grad_h(grad_y, S)``, ``relu_backward(u, grad_h) -> grad_u`` and
+        ``weight_update(P, a, grad_out) -> P`` (``lr`` bound; it may write over ``P``, and
+        ``relu_backward`` over ``grad_h``, where the step does). Work a piece submits is
+        finished by ``synchronize(*its outputs)``. A backend whose step replaces or compiles pieces
+        overrides this to return those same pieces.
+        """
+        pieces = dict(make_pieces(self.xp))
+        update, lr_ = pieces["weight_update"], self.scalar(lr, dtype)
+        pieces["weight_update"] = lambda P, a, grad_out: update(P, a, grad_out, lr_)
+        return pieces
+
     # -- threads --------------------------------------------------------------
     @contextlib.contextmanager
     def threads(self, n: int | None) -> Iterator[dict]:

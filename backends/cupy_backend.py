@@ -282,3 +282,9 @@ class CupyBackend(Backend):
             return train_step(x, t, W, S, lr_)
 
         return step
+
+    def prepare_pieces(self, make_pieces: Callable, *, lr: float, dtype: str) -> dict[str, Callable]:
+        """The step's pieces, its elementwise ones fused as in ``prepare``."""
+        self.set_tf32(dtype)
+        fused = fused_pieces(self._import())
+        return super().prepare_pieces(lambda xp: make_pieces(xp, **fused), lr=lr, dtype=dtype)

@@ -68,6 +68,16 @@ def _probe_scheduler(address: str, timeout: float = 5.0) -> None:
     socket.create_connection((host or "127.0.0.1", port), timeout=timeout).close()
 
 
+def _persisted(run: Callable, persist: Callable) -> Callable:
+    """``run`` whose outputs are persisted (computed, or submitted to a cluster) when called."""
+
+    def call(*args):
+        out = run(*args)
+        return persist(*out) if isinstance(out, tuple) else persist(out)[0]
+
+    return call
+
+
 class DaskBackend(Backend):
     """dask.array through ``array_api_compat.dask.array``; see the module's docstring."""
 
@@ -205,6 +215,15 @@ class DaskBackend(Backend):
             return self._persist(*train_step(x, t, W, S, lr_))
 
         return run
+
+    def prepare_pieces(self, make_pieces: Callable, *, lr: float, dtype: str) -> dict[str, Callable]:
+        """The step's pieces, each computed (persisted) when called, as the step is; W and S
+        made whole as the step makes them (a no-op once they are a weight_update's outputs)."""
+        pieces = super().prepare_pieces(make_pieces, lr=lr, dtype=dtype)
+        forward, update = pieces["forward"], pieces["weight_update"]
+        pieces["forward"] = lambda x, W, S: forward(x, W.rechunk(W.shape), S.rechunk(S.shape))
+        pieces["weight_update"] = lambda P, a, grad_out: update(P.rechunk(P.shape), a, grad_out)
+        return {name: _persisted(piece, self._persist) for name, piece in pieces.items()}
 
     # -- threads --------------------------------------------------------------
     @contextlib.contextmanager

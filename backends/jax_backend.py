@@ -199,6 +199,13 @@ class JaxBackend(Backend):
         return OwnOutputs(jax.jit(step, donate_argnums=(2, 3)),
                           lambda a: jax.numpy.array(a, copy=True))
 
+    def prepare_pieces(self, make_pieces: Callable, *, lr: float, dtype: str) -> dict[str, Callable]:
+        """The step's pieces, each under a ``jax.jit`` of its own (the step is one); none donates."""
+        self._dtype_ready(dtype)
+        jax = self._jax()
+        pieces = super().prepare_pieces(make_pieces, lr=lr, dtype=dtype)
+        return {name: jax.jit(piece) for name, piece in pieces.items()}
+
     # -- threads --------------------------------------------------------------
     @contextlib.contextmanager
     def threads(self, n: int | None) -> Iterator[dict]:

@@ -146,6 +146,16 @@ class NumbaBackend(Backend):
         return {**super().describe(dtype),
                 "blas": {**_numba_blas.facts(blas), "setting": _numba_blas.requested()}}
 
+    def prepare_pieces(self, make_pieces: Callable, *, lr: float, dtype: str) -> dict[str, Callable]:
+        """The compiled step's own pieces (``_numba_pieces``, ``grad_h`` by Numba's ``@``), each
+        compiled alone; ``weight_update`` writes over P and ``relu_backward`` over grad_h, as in the step."""
+        from backends import _numba_pieces
+
+        def numba_pieces(xp):
+            return make_pieces(xp, jit=_numba_pieces.stable_njit, **_numba_pieces.PIECES)
+
+        return super().prepare_pieces(numba_pieces, lr=lr, dtype=dtype)
+
     @contextlib.contextmanager
     def threads(self, n: int | None) -> Iterator[dict]:
         """Limit the BLAS (numpy's, SciPy's, MKL's) and Numba's pool to ``n`` together; restore after."""

@@ -107,6 +107,20 @@ class TorchBackend(Backend):
 
         return OwnOutputs(run, lambda a: a.detach().clone())
 
+    def prepare_pieces(self, make_pieces: Callable, *, lr: float, dtype: str) -> dict[str, Callable]:
+        """The step's pieces (its in-place ``weight_update``), each run under ``inference_mode``."""
+        torch = self._import()
+        pieces = super().prepare_pieces(
+            lambda xp: make_pieces(xp, weight_update=weight_update), lr=lr, dtype=dtype)
+
+        def no_autograd(piece):
+            def run(*args):
+                with torch.inference_mode():
+                    return piece(*args)
+            return run
+
+        return {name: no_autograd(piece) for name, piece in pieces.items()}
+
     # -- threads --------------------------------------------------------------
     @contextlib.contextmanager
     def threads(self, n: int | None) -> Iterator[dict]:

@@ -4,7 +4,7 @@ Nothing here imports an array library: every function receives the namespace ``x
 (or, for data, a random generator) from its caller.
 """
 from kernels.problem import array_elements, make_problem, problem_bytes, step_flops
-from kernels.step import PIECES, Step, make_pieces, make_step
+from kernels.step import PIECES, Step, make_pieces, make_step, resolve_pieces
 
 __all__ = [
     "PIECES",
@@ -14,5 +14,6 @@ __all__ = [
     "make_problem",
     "make_step",
     "problem_bytes",
+    "resolve_pieces",
     "step_flops",
 ]

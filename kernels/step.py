@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-__all__ = ["PIECES", "Step", "compose_weight_update", "make_pieces", "make_step"]
+__all__ = ["PIECES", "Step", "compose_weight_update", "make_pieces", "make_step",
+           "resolve_pieces"]
 
 #: Named pieces of the step a backend may replace by a faster equivalent.
 PIECES = ("forward", "loss_and_grad", "relu_backward", "weight_gradient", "sgd_update",
@@ -77,13 +78,17 @@ def _identity(f: Callable) -> Callable:
     return f
 
 
-def make_step(xp: Any, *, jit: Callable = _identity, **replace: Callable) -> Step:
-    """Build the step for namespace ``xp``.
+def _grad_h(grad_y, S):
+    # The step writes this matmul inline; resolve_pieces names it so that it can be timed alone.
+    return grad_y @ S.T
 
-    ``jit`` wraps each reference piece and the step functions (``numba.njit``, say).
-    ``replace`` maps piece names from ``PIECES`` to faster equivalents, used as given;
-    the sequence of the step stays the one written here. ``weight_update`` is, unless
-    replaced, ``sgd_update`` of ``weight_gradient`` with the pieces in use.
+
+def resolve_pieces(xp: Any, *, jit: Callable = _identity, **replace: Callable) -> dict[str, Callable]:
+    """The pieces ``make_step(xp, jit=jit, **replace)`` runs, by name.
+
+    Every name of ``PIECES`` (a replacement as given, else the reference under ``jit``;
+    ``weight_update`` is, unless replaced, ``sgd_update`` of ``weight_gradient`` with the
+    pieces in use) and ``grad_h`` (``grad_y @ S.T``, which the step writes inline, under ``jit``).
     """
     unknown = set(replace) - set(PIECES)
     if unknown:
@@ -91,15 +96,30 @@ def make_step(xp: Any, *, jit: Callable = _identity, **replace: Callable) -> Ste
     reference = make_pieces(xp)
     pieces = {name: replace.get(name) or jit(reference[name])
               for name in PIECES if name != "weight_update"}
-    forward = pieces["forward"]
-    loss_and_grad = pieces["loss_and_grad"]
-    relu_backward = pieces["relu_backward"]
     weight_gradient = pieces["weight_gradient"]
     sgd_update = pieces["sgd_update"]
 
     # The composition of this step's pieces, replaced or not.
-    weight_update = (replace.get("weight_update")
-                     or jit(compose_weight_update(sgd_update, weight_gradient)))
+    pieces["weight_update"] = (replace.get("weight_update")
+                               or jit(compose_weight_update(sgd_update, weight_gradient)))
+    pieces["grad_h"] = jit(_grad_h)
+    return pieces
+
+
+def make_step(xp: Any, *, jit: Callable = _identity, **replace: Callable) -> Step:
+    """Build the step for namespace ``xp``.
+
+    ``jit`` wraps each reference piece and the step functions (``numba.njit``, say).
+    ``replace`` maps piece names from ``PIECES`` to faster equivalents, used as given;
+    the sequence of the step stays the one written here (``resolve_pieces`` gives the
+    pieces it runs).
+    """
+    pieces = resolve_pieces(xp, jit=jit, **replace)
+    forward = pieces["forward"]
+    loss_and_grad = pieces["loss_and_grad"]
+    relu_backward = pieces["relu_backward"]
+    weight_gradient = pieces["weight_gradient"]
+    weight_update = pieces["weight_update"]
 
     def backward(x, t, W, S):
         # The loss and the two layers' (input, output gradient) pairs.

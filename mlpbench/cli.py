@@ -26,6 +26,7 @@ COMMANDS = {
     "compare": "mlpbench.commands.compare",
     "regress": "mlpbench.commands.regress",
     "history": "mlpbench.commands.history",
+    "pieces": "mlpbench.commands.pieces",
 }
 
 

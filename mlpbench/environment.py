@@ -7,7 +7,7 @@ from typing import Iterable
 
 from mlpbench.results import now
 
-__all__ = ["command_line", "cpu_model", "environment"]
+__all__ = ["command_line", "cpu_model", "environment", "facts_in_process"]
 
 
 def cpu_model() -> str:
@@ -61,6 +61,15 @@ def environment(libraries: list[str], facts: dict[str, dict], argv: list[str]) -
         "started": now(),
         "finished": None,
     }
+
+
+def facts_in_process(backend, threads: int | None) -> dict:
+    """What ``environment`` records of a backend run in this process (bench's workers say
+    it of themselves): device, GPU, threads. Asked inside ``threads(n)``: asking may start
+    the library's runtime (JAX sizes its CPU pool then)."""
+    with backend.threads(threads) as info:
+        return {"device": backend.device, "gpu": backend.gpu_info(), "thread_info": info,
+                "pid": os.getpid()}
 
 
 def command_line(argv: list[str] | None = None) -> list[str]:
