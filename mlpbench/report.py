@@ -77,10 +77,11 @@ def _row(r: dict, speedup: float | None, width: int) -> str:
     step = r["step_s"]
     spread = f"{format_seconds(step['min'])} - {format_seconds(step['max'])}"
     peak = _percent(r.get("peak_fraction"))
+    roof = _percent(r.get("roof_fraction"))
     vs = f"{speedup:.2f}x" if speedup is not None else "-"
     return (f"{head}  {format_seconds(step['median']):>9}  {spread:>19}  "
             f"{format_rate(r['steps_per_s']):>9}  {format_rate(r['gflops']):>7}  {peak:>5}  "
-            f"{format_seconds(r['compile_s']):>8}  {vs:>8}")
+            f"{roof:>5}  {format_seconds(r['compile_s']):>8}  {vs:>8}")
 
 
 def format_bench(doc: dict, *, skipped: int = 0) -> str:
@@ -91,7 +92,8 @@ def format_bench(doc: dict, *, skipped: int = 0) -> str:
     ratio = speedups(results)
     width = max(len("backend"), *(len(r["backend"]) for r in results))
     header = (f"  {'backend':<{width}}  {'dtype':<7}  {'median':>9}  {'min - max per step':>19}  "
-              f"{'steps/s':>9}  {'GFLOP/s':>7}  {'peak':>5}  {'compile':>8}  {'vs numpy':>8}")
+              f"{'steps/s':>9}  {'GFLOP/s':>7}  {'peak':>5}  {'roof':>5}  {'compile':>8}  "
+              f"{'vs numpy':>8}")
     groups: dict[tuple, list[dict]] = {}
     for r in results:
         groups.setdefault(tuple(r[k] for k in _GROUP), []).append(r)
@@ -111,7 +113,8 @@ def format_bench(doc: dict, *, skipped: int = 0) -> str:
     resumed = f" ({skipped} from the resumed file)" if skipped else ""
     lines.append(f"{len(results)} points{resumed}: {summary}. median, min and max are seconds per "
                  "step over the timed blocks; vs numpy: steps/s over numpy's at the same point; "
-                 "peak: GFLOP/s over the matmul peak below.")
+                 "peak: GFLOP/s over the matmul peak below; roof: GFLOP/s over what the roofline "
+                 "allows at the point (docs/roofline.md).")
     if doc.get("peak_gflops"):
         ordered = sorted(doc["peak_gflops"].items(),
                          key=lambda kv: (backend_order(kv[0].split("/")[0]), kv[0]))

@@ -6,7 +6,15 @@ from typing import Any
 from mlpbench.report import backend_order
 from mlpbench.roofline import roof_fields
 
-__all__ = ["plot_roofline"]
+__all__ = ["path_beside", "plot_roofline"]
+
+
+def path_beside(path: str) -> str:
+    """Where ``bench --plot PATH`` writes its roofline chart: ``NAME-roofline.SUFFIX``."""
+    import os
+
+    stem, suffix = os.path.splitext(path)
+    return f"{stem}-roofline{suffix}"
 
 
 def _gib(nbytes: int) -> str:

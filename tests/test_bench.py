@@ -151,6 +151,9 @@ def test_results_file_has_the_schema_and_consistent_figures(capsys, tmp_path):
     assert env["command"] and all(isinstance(a, str) for a in env["command"])
     assert env["finished"] >= env["started"]
     assert set(data["peak_gflops"]) == {"numpy/float32", "numpy/float64"}
+    roofs = env["roofs"]
+    assert roofs["threads"] >= 1 and len(roofs["bandwidth"]) >= 2
+    assert all(b["gb_per_s"] > 0 for b in roofs["bandwidth"])
     assert all(v > 0 for v in data["peak_gflops"].values())
     assert len(data["results"]) == 4  # 2 batch sizes x 1 hidden x 2 dtypes
     for r in data["results"]:
@@ -168,6 +171,8 @@ def test_results_file_has_the_schema_and_consistent_figures(capsys, tmp_path):
         assert r["threads"] >= 1 and r["allow_tf32"] is False
         assert r["updates_in_place"] is False  # numpy's step returns new W and S
         assert r["worker_pid"] not in (None, os.getpid())  # measured in a worker
+        assert r["bound"] in ("memory", "compute") and r["roof_fraction"] > 0
+        assert r["attainable_gflops"] == pytest.approx(r["gflops"] / r["roof_fraction"])
         assert r["compile_s"] >= 0 and math.isfinite(r["final_loss"])
     assert "batch 5, hidden 4" in stdout and "vs numpy" in stdout
 
@@ -356,5 +361,7 @@ def test_plot_is_a_png(capsys, tmp_path, install_fake):
     code, stdout, _ = run_cli(capsys, "bench", "--backend", "numpy,fake", "--batch-size", "1,3",
                               *TINY, "--plot", png)
     assert code == 0
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert png.stat().st_size > 10_000 and str(png) in stdout
+    roofline_png = tmp_path / "p-roofline.png"
+    for path in (png, roofline_png):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert path.stat().st_size > 10_000 and str(path) in stdout

@@ -21,7 +21,7 @@ import sys
 from typing import Any
 
 import backends
-from mlpbench import report, settings, sweep
+from mlpbench import report, roofline, roofline_plot, settings, sweep
 from mlpbench.environment import environment
 from mlpbench.errors import UsageError
 from mlpbench.files import check_distinct, check_writable, lock_output
@@ -121,11 +121,13 @@ def _validate(s: argparse.Namespace) -> tuple[list[Any], dict | None]:
     if s.resume and s.output is None:
         raise UsageError("--resume needs --output FILE.json (the file to resume)")
     check_distinct({"--output": s.output, "--plot": s.plot,
+                    "--plot's roofline chart": s.plot and roofline_plot.path_beside(s.plot),
                     "--output's lock": s.output and s.output + ".lock"})
     if s.plot is not None:
         from mlpbench import plot
 
         check_writable(s.plot, "--plot")
+        check_writable(roofline_plot.path_beside(s.plot), "--plot's roofline chart")
         plot.check_format(s.plot)
     chosen = _choose_backends(s.backend, s.quick, s.allow_tf32)
     if not chosen:
@@ -176,6 +178,10 @@ def _run(s: argparse.Namespace, args: argparse.Namespace, chosen: list, names: l
         doc["environment"]["earlier_runs"] = env.pop("earlier_runs", []) + [env]
         doc["peak_gflops"].update(previous["peak_gflops"])
         doc["results"] = previous["results"]
+    roof_threads = s.threads or doc["environment"]["cores_usable"] or 1
+    doc["environment"]["roofs"] = roofline.measure_bandwidth(
+        roofline.default_sizes(roofline.cache_sizes(), roof_threads), threads=roof_threads,
+        min_time=min(s.min_time, 0.1), repeat=3)  # best of 3: a few seconds in all
     points = sweep.plan_points(names, s.dtype, s.batch_size, s.hidden, s.n_in, s.n_out, s.seed)
     todo = sweep.pending(points, doc["results"], threads)
     peaks_todo = list(dict.fromkeys((p["backend"], p["dtype"]) for p in todo))
@@ -197,6 +203,9 @@ def _run(s: argparse.Namespace, args: argparse.Namespace, chosen: list, names: l
         save()
 
         def on_result(result: dict) -> bool:
+            if result["status"] == "ok":
+                peak = doc["peak_gflops"].get(f"{result['backend']}/{result['dtype']}")
+                result.update(roofline.roof_fields(result, peak, doc["environment"]["roofs"]))
             doc["results"].append(result)
             save()
             bar.update()
@@ -221,6 +230,7 @@ def _run(s: argparse.Namespace, args: argparse.Namespace, chosen: list, names: l
         from mlpbench import plot
 
         plot.plot_results(doc, s.plot)
-        print(f"plot: {s.plot}")
+        roofline_plot.plot_roofline(doc, roofline_plot.path_beside(s.plot))
+        print(f"plot: {s.plot}, roofline: {roofline_plot.path_beside(s.plot)}")
     bad = any(r["status"] in ("error", "invalid") for r in doc["results"])
     return 1 if bad else 0
