@@ -6,6 +6,7 @@
 #      batch 1,64,1024 x hidden 100,1024 x both dtypes;
 #   3. numba alone at 1 x 1024 float64, --threads 2; numpy's matmul peak alone, twice.
 # usage: scripts/worker-trials.sh OUTDIR [OLD_REV]     (from the repository root; takes ~25 min)
+# Each run holds /tmp/mlpbench-timing.lock (flock) so that no other timing run overlaps it.
 set -euo pipefail
 out=${1:?usage: scripts/worker-trials.sh OUTDIR [OLD_REV]}
 old_rev=${2:-795695d}
@@ -20,11 +21,12 @@ date -u +%Y-%m-%dT%H:%M:%SZ >> "$out/machine.txt"
 timed() {  # timed NAME PYTHONPATH ARGS...: wall seconds of one bench run, appended to times.txt
     local name=$1 path=$2
     shift 2
-    local start end
-    start=$(date +%s.%N)
-    PYTHONPATH=$path "$py" -m mlpbench bench "$@" > "$out/$name.txt" 2>&1
-    end=$(date +%s.%N)
-    echo "$name $(echo "$end - $start" | bc)" | tee -a "$out/times.txt"
+    local seconds
+    # The clock starts once the lock is held: waiting for it is not the run's time.
+    seconds=$(PYTHONPATH=$path flock /tmp/mlpbench-timing.lock bash -c \
+        'TIMEFORMAT=%R; { time "$0" -m mlpbench bench "${@:2}" > "$1" 2>&1; } 2>&1' \
+        "$py" "$out/$name.txt" "$@")
+    echo "$name $seconds" | tee -a "$out/times.txt"
 }
 
 : > "$out/times.txt"
