@@ -67,7 +67,8 @@ def test_every_benchmark_is_lower_is_better():
         "asv_runner.discovery", reason="asv is not installed (pip install 'mlpbench[asv]')")
     found = {b.name: b.type for b in discovery.disc_benchmarks(str(ROOT / "benchmarks"))}
     assert found == {"bench_step.TrainStep.time_train_step": "time",
-                     "bench_step.TrainStep.peakmem_train_step": "peakmemory"}
+                     "bench_step.TrainStep.peakmem_train_step": "peakmemory",
+                     "bench_pieces.StepPiece.time_piece": "time"}
 
 
 def test_peakmem_runs_a_step(numpy_step):

@@ -165,7 +165,9 @@ def test_a_plot_is_written_in_its_suffix_format_under_its_exact_name(capsys, tmp
     code, stdout, _ = run_cli(capsys, "bench", *BENCH_TINY, "--plot", svg)
     assert code == 0
     assert b"<svg" in svg.read_bytes()[:500] and f"plot: {svg}" in stdout
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.svg"]
+    # The roofline chart beside it, in the same format; nothing else (no .png added).
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p-roofline.svg", "p.svg"]
+    assert b"<svg" in (tmp_path / "p-roofline.svg").read_bytes()[:500]
 
 
 # -- 7: an empty value, on every flag of every command -------------------------------------------
