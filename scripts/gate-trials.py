@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "docs" / "gate-trials.json"
+RESULTS = ROOT / "docs" / "gate-trials.jsonl"
 LOCK = "/tmp/mlpbench-timing.lock"
 #: Fixed dates: the same tree gives the same commits, whose snapshots (and Numba's caches in
 #: them) the gate keeps between runs.

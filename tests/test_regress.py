@@ -135,7 +135,7 @@ def get(name):
 
 #: The gate's settings, made small for a step of a few ms.
 FAST = replace(SETTINGS, process_pairs=3, more_process_pairs=2, max_process_pairs=6,
-               sample_pairs=12, warmup_pairs=2, sample_s=0.006, budget_s=20.0,
+               sample_pairs=12, warmup_pairs=2, sample_s=0.006, min_steps=2, budget_s=20.0,
                start_timeout_s=30.0, prepare_timeout_s=30.0, sample_timeout_s=5.0)
 
 

@@ -32,10 +32,18 @@ class Settings:
     #: Side-by-side sample pairs per point and process pair, after the warm-up pairs.
     sample_pairs: int = 60
     warmup_pairs: int = 8
-    #: Seconds of back-to-back steps in one sample.
+    #: Seconds of back-to-back steps in one sample, and at least this many steps: a cost that
+    #: comes every few steps (a collection, a cache flush, the allocator's bookkeeping) then
+    #: falls in every sample, and the median of the pairs compares the average step.
     sample_s: float = 0.004
+    min_steps: int = 20
     #: BLAS / OpenMP / Numba threads in both workers.
     threads: int = 1
+    #: Both workers of a process pair pinned to one CPU, drawn at random per pair: they take
+    #: turns, so they share its caches and whatever else runs on it, instead of one of them
+    #: sharing a core with another job for its whole life (which looks like a process-level
+    #: effect of 10-15% on a busy 2-core machine).
+    same_cpu: bool = True
     #: glibc's allocator kept from returning memory to the system or mapping large arrays
     #: afresh, in both workers: otherwise whether a step's temporaries page-fault depends on
     #: the process's history, and float64 steps switch between two speeds from one process

@@ -87,7 +87,8 @@ class Workers:
     """A base worker and a head worker of one backend, started at once; a context manager."""
 
     def __init__(self, backend: str, trees: dict[str, Path], commits: dict[str, str],
-                 options: Settings, python: str = sys.executable) -> None:
+                 options: Settings, *, cpu: int | None = None,
+                 python: str = sys.executable) -> None:
         self.backend, self.commits, self.trees, self.options = backend, commits, trees, options
         self.logs = {side: tempfile.TemporaryFile("w+b") for side in SIDES}
         self.workers: dict[str, WorkerProcess] = {}
@@ -97,6 +98,11 @@ class Workers:
             env["PYTHONPATH"] = str(trees[side])
             self.workers[side] = WorkerProcess([python, str(WORKER), backend], env=env,
                                                cwd=str(trees[side]), stderr=self.logs[side])
+            if cpu is not None:
+                try:
+                    os.sched_setaffinity(self.workers[side].pid, {cpu})
+                except (AttributeError, OSError):  # not Linux, or the worker is gone already
+                    pass
         self._pool = ThreadPoolExecutor(2)
 
     def __enter__(self) -> "Workers":
@@ -145,7 +151,7 @@ class Workers:
                               "probe_s": o.sample_s}, o.prepare_timeout_s)
         if point.steps is None:
             step_s = max(reply["step_s"] for reply in prepared.values())
-            point.steps = max(1, round(o.sample_s / step_s))
+            point.steps = max(o.min_steps, round(o.sample_s / step_s))
         request = {"op": "sample", "steps": point.steps}
         times: dict[str, list[float]] = {side: [] for side in SIDES}
         for i in range(o.warmup_pairs + o.sample_pairs):
@@ -172,6 +178,13 @@ def _decide(points: list[Point], options: Settings) -> None:
         p.verdict = verdict
 
 
+def _cpu(options: Settings, rng: random.Random) -> int | None:
+    """The CPU a process pair is pinned to, or None (not pinned, or no affinity here)."""
+    if not options.same_cpu or not hasattr(os, "sched_getaffinity"):
+        return None
+    return rng.choice(sorted(os.sched_getaffinity(0)))
+
+
 def _round(points: list[Point], pairs: int, trees: dict[str, Path], commits: dict[str, str],
            options: Settings, rng: random.Random, cost: dict[str, float]) -> None:
     """``pairs`` process pairs for each backend of ``points``, backends taking turns."""
@@ -183,7 +196,7 @@ def _round(points: list[Point], pairs: int, trees: dict[str, Path], commits: dic
         rng.shuffle(names)
         for name in names:
             started = time.monotonic()
-            with Workers(name, trees, commits, options) as workers:
+            with Workers(name, trees, commits, options, cpu=_cpu(options, rng)) as workers:
                 workers.start()
                 todo = list(by_backend[name])
                 rng.shuffle(todo)
