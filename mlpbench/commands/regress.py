@@ -1,58 +1,168 @@
-"""Run asv continuous between two commits and fail on a slower step."""
+"""Measure head against base side by side and fail when a step is slower (the regression gate)."""
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
+import platform
+import re
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
 
-from mlpbench import asv_gate
+import backends
+from mlpbench import settings as common
 from mlpbench.errors import UsageError
-from mlpbench.options import positive_float
+from mlpbench.gate import SETTINGS, commits, runner, stats
+from mlpbench.options import comma_list, positive_float
 
 __all__ = ["add_arguments", "run"]
 
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                     "NUMBA_NUM_THREADS", "MLPBENCH_BACKENDS", "MLPBENCH_GRID")
+PASS, SLOWER, COULD_NOT_MEASURE = 0, 1, 2
+
+
+def _text(flag: str):
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"{flag} must not be empty")
+        return text
+
+    parse.__name__ = "non-empty text"
+    return parse
+
+
+def _fraction(text: str) -> float:
+    value = positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction below 1 (0.05 for 5%%), got {text!r}")
+    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base", default=None, metavar="REV",
+    s = SETTINGS
+    p.add_argument("--base", type=_text("--base"), default=None, metavar="REV",
                    help="the commit to compare against (default: merge base with main, else HEAD~1)")
-    p.add_argument("--head", default="HEAD", metavar="REV", help="the commit measured (default HEAD)")
-    p.add_argument("--factor", type=positive_float, default=None, metavar="F",
-                   help="a benchmark slower than base by more than this factor fails "
-                        f"(default {asv_gate.DEFAULT_FACTOR:g})")
-    p.add_argument("--bench", default=None, metavar="REGEX",
-                   help="only the time_* benchmarks matching REGEX")
+    p.add_argument("--head", type=_text("--head"), default="HEAD", metavar="REV",
+                   help="the commit measured (default HEAD)")
+    p.add_argument("--backend", type=comma_list(str), default=None, metavar="NAME[,NAME]",
+                   help=f"backends to gate (default: those available of {', '.join(s.backends)})")
+    p.add_argument("--bench", type=_text("--bench"), default=None, metavar="REGEX",
+                   help="only the points whose name matches REGEX (names: 'numpy b64 h100 float32')")
+    p.add_argument("--min-effect", type=_fraction, default=s.min_effect, metavar="F",
+                   help=f"a point fails when head is slower by more than this fraction, with "
+                        f"confidence (default {s.min_effect:g})")
+    p.add_argument("--budget", type=positive_float, default=s.budget_s, metavar="SECONDS",
+                   help=f"undecided points get more process pairs while this lasts "
+                        f"(default {s.budget_s:g})")
+    p.add_argument("--output", type=_text("--output"), default=None, metavar="FILE",
+                   help="write the report as JSON to FILE")
+
+
+def _backends(names: list[str] | None) -> tuple[list[str], list[str]]:
+    """The backends to gate, and notes on the default ones skipped (UsageError for a named one
+    that is unknown or not available)."""
+    if names:
+        for name in names:
+            try:
+                backend = backends.create(name)
+            except backends.UnknownBackend as exc:
+                raise UsageError(str(exc)) from None
+            ok, why = backend.available()
+            if not ok:
+                raise UsageError(f"backend {name!r} is not available here: {why}")
+        return names, []
+    chosen, notes = [], []
+    for name in SETTINGS.backends:
+        ok, why = backends.create(name).available()
+        if ok:
+            chosen.append(name)
+        else:
+            notes.append(f"{name} skipped: {why.split(';')[0]}")
+    return chosen, notes
+
+
+def _times(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1e6:.1f} µs" if seconds < 1e-3 else f"{seconds * 1e3:.2f} ms"
+
+
+def _line(point: runner.Point) -> str:
+    r = point.report()
+    shown = "ratio -" if r["ratio"] is None else f"ratio {r['ratio']:.3f}"
+    if r["ratio_interval"]:
+        shown += " [{:.3f}, {:.3f}]".format(*r["ratio_interval"])
+    return (f"  {point.name:<26} base {_times(r['base_step_s']):>10}  head "
+            f"{_times(r['head_step_s']):>10}  {shown}  {point.verdict} "
+            f"({r['process_pairs']} process pairs)")
 
 
 def run(args: argparse.Namespace) -> int:
-    factor = asv_gate.DEFAULT_FACTOR if args.factor is None else args.factor
-    if factor < 1:
-        raise UsageError(f"--factor must be at least 1 (a ratio of times), got {factor:g}")
-    root = asv_gate.repository_root()
-    asv = asv_gate.asv_command()
-    head = asv_gate.resolve_commit(root, args.head)
-    base = (asv_gate.resolve_commit(root, args.base) if args.base
-            else asv_gate.default_base(root, head))
+    if args.bench is not None:
+        try:
+            re.compile(args.bench)
+        except re.error as exc:
+            raise UsageError(f"--bench {args.bench!r} is not a regular expression: {exc}") \
+                from None
+    output = Path(args.output) if args.output else None
+    if output is not None and not output.parent.is_dir():
+        raise UsageError(f"--output {args.output!r}: no directory {str(output.parent)!r}")
+    options = replace(SETTINGS, min_effect=args.min_effect, budget_s=args.budget)
+    names, notes = _backends(args.backend)
+    points = runner.plan(names, options.grid, args.bench)
+    if not points:
+        raise UsageError(f"no point to gate: backends {', '.join(names) or '(none available)'}"
+                         + (f", --bench {args.bench!r}" if args.bench else ""))
+    root = commits.repository_root()
+    head = commits.resolve_commit(root, args.head)
+    base = commits.resolve_commit(root, args.base) if args.base else \
+        commits.default_base(root, head)
     if base == head:
         raise UsageError(f"base and head are the same commit {head[:8]}; nothing to compare")
-    regex = asv_gate.bench_regex(args.bench)
-    note = asv_gate.ensure_machine(asv, root)
-    if note:
-        print(f"mlpbench regress: {note}")
-    settings = " ".join(f"{k}={os.environ[k]}" for k in _THREAD_VARIABLES if k in os.environ)
-    print(f"mlpbench regress: base {base[:8]} vs head {head[:8]}, factor {factor:g}, "
-          f"benchmarks {regex!r}; {settings or 'threads as the environment leaves them'}",
-          flush=True)
 
-    status, output = asv_gate.run_continuous(asv, root, base, head, factor=factor, regex=regex)
-    verdict = asv_gate.classify(status, output, factor, regex)
-    if verdict.status == asv_gate.ERROR:
-        raise UsageError(f"could not measure (not a regression, not a pass): {verdict.message}")
-    if verdict.status == asv_gate.REGRESSION:
-        print(f"mlpbench regress: REGRESSION: {verdict.message}:")
-        for row in verdict.regressions:
-            print(f"  {row.name}: {row.before} -> {row.after}, {row.ratio:.2f}x slower")
-        return 1
-    print(f"mlpbench regress: pass: {verdict.message}")
-    return 0
+    print(f"mlpbench regress: base {base[:8]} vs head {head[:8]}: {len(points)} point(s) of "
+          f"{', '.join(names)}; slower means by more than {options.min_effect:.0%} at "
+          f"{1 - options.alpha:.0%} confidence over all points; {options.threads} thread(s), "
+          f"budget {options.budget_s:g} s", flush=True)
+    for note in notes:
+        print(f"mlpbench regress: note: {note}")
+    if commits.dependencies_differ(root, base, head):
+        print("mlpbench regress: note: the two commits' pyproject.toml dependencies differ; "
+              "both run with this environment's libraries (the gate compares the code)")
+    trees = {"base": commits.snapshot(root, base), "head": commits.snapshot(root, head)}
+    shas = {"base": base, "head": head}
+    try:
+        elapsed = runner.run(points, trees, shas, options)
+    except runner.GateError as exc:
+        raise UsageError(f"could not measure (not a regression, not a pass): {exc}") from None
+
+    for point in points:
+        print(_line(point))
+    slower = [p for p in points if p.verdict == stats.SLOWER]
+    undecided = [p for p in points if p.verdict == stats.INCONCLUSIVE]
+    status = SLOWER if slower else PASS
+    if output is not None:
+        _write_report(output, shas, options, points, elapsed, status)
+    if undecided:
+        print(f"mlpbench regress: warning: {len(undecided)} point(s) inconclusive within the "
+              f"budget (too noisy to tell): {', '.join(p.name for p in undecided)}; not failed")
+    if slower:
+        print(f"mlpbench regress: SLOWER: {', '.join(p.name for p in slower)} "
+              f"(by more than {options.min_effect:.0%}; {elapsed:.0f} s)")
+        return SLOWER
+    print(f"mlpbench regress: pass: {len(points) - len(undecided)} of {len(points)} point(s) "
+          f"shown not slower by {options.min_effect:.0%} ({elapsed:.0f} s)")
+    return PASS
+
+
+def _write_report(path: Path, shas: dict, options, points, elapsed: float, status: int) -> None:
+    def finite(value):
+        return value if not isinstance(value, float) or math.isfinite(value) else None
+
+    report = {"base": shas["base"], "head": shas["head"], "status": status,
+              "elapsed_s": elapsed, "settings": asdict(options),
+              "python": sys.version.split()[0], "machine": platform.machine(),
+              "cpu_count": os.cpu_count(), "grid": common.grid(options.grid),
+              "points": [{k: finite(v) for k, v in p.report().items()} for p in points]}
+    path.write_text(json.dumps(report, indent=1) + "\n")

@@ -1,0 +1,149 @@
+"""The gate's worker: one backend of one commit's snapshot, timing short samples of a prepared point.
+
+Run by file path (``python .../mlpbench/gate/worker.py BACKEND``) with ``PYTHONPATH`` set to
+the commit's snapshot: ``backends`` and ``kernels`` come from that commit, this program from
+the tree running the gate, so a base commit older than the gate can still be measured. It
+talks JSON lines through ``mlpbench/workers.py`` of this tree (loaded by path: the snapshot's
+``mlpbench`` may not have it). The backend's library is imported at start, before the first
+request, so the parent can start base and head side by side. Requests:
+
+- ``{"op": "start"}``: where ``backends`` came from, the backend's version, or ``error``;
+- ``{"op": "prepare", "point", "lr", "seed", "threads", "probe_s"}``: the point's arrays
+  and step, warmed up; ``step_s``, one step's seconds, measured for about ``probe_s``;
+- ``{"op": "sample", "steps"}``: ``seconds`` of that many back-to-back steps, ended by the
+  backend's synchronize on the last step's outputs.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import inspect
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# The script's own folder is sys.path[0]: drop it, so nothing there shadows the snapshot.
+sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != HERE]
+
+
+def _load_workers():
+    spec = importlib.util.spec_from_file_location("_gate_workers", HERE.parent / "workers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or "(no message)"
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def create_backend(name: str):
+    """The backend ``name`` of the snapshot: ``backends.create`` (fresh instances), or the
+    singletons of ``backends.get`` in commits before it."""
+    import backends
+
+    make = getattr(backends, "create", None) or backends.get
+    return make(name)
+
+
+def synchronizer(backend):
+    """``sync(W, S, loss)``: the backend's synchronize on the step's outputs, or without
+    arguments in commits whose synchronize takes none."""
+    parameters = inspect.signature(backend.synchronize).parameters.values()
+    if any(p.kind in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+           for p in parameters):
+        return backend.synchronize
+    return lambda *arrays: backend.synchronize()
+
+
+class GateWorker:
+    def __init__(self, backend_name: str) -> None:
+        self.error = None
+        self.point = None
+        self._threads = contextlib.ExitStack()
+        self._threaded = False
+        try:
+            import backends
+
+            self.origin = str(Path(backends.__file__).resolve().parent.parent)
+            self.backend = create_backend(backend_name)
+            ok, why = self.backend.available()
+            if not ok:
+                self.error = f"backend {backend_name!r} is not available: {why}"
+                return
+            self.backend._import()
+            self.sync = synchronizer(self.backend)
+        except BaseException as exc:  # the snapshot may not even import: tell the parent
+            self.error = f"could not load backend {backend_name!r}: {one_line(exc)}"
+
+    def handle(self, request: dict) -> dict:
+        if self.error:
+            return {"error": self.error}
+        try:
+            return getattr(self, "op_" + request["op"])(request)
+        except Exception as exc:
+            return {"error": one_line(exc)}
+
+    def op_start(self, request: dict) -> dict:
+        return {"origin": self.origin, "version": self.backend.version, "pid": os.getpid()}
+
+    def op_prepare(self, request: dict) -> dict:
+        import numpy as np
+
+        from kernels import make_problem, make_step
+
+        np.seterr(all="ignore")  # a diverging loss is checked below, not printed per step
+        if not self._threaded:
+            self._threads.enter_context(self.backend.threads(request["threads"]))
+            self._threaded = True
+        self.point = None
+        p = request["point"]
+        drawn = make_problem(np.random.default_rng(request["seed"]), p["batch_size"], p["n_in"],
+                             p["hidden"], p["n_out"], init="scaled")
+        arrays = {k: self.backend.asarray(np.ascontiguousarray(v, dtype=p["dtype"]))
+                  for k, v in drawn.items()}
+        step = self.backend.prepare(make_step, lr=request["lr"], dtype=p["dtype"])
+        self.point = {"step": step, "x": arrays["x"], "t": arrays["t"], "W": arrays["W"],
+                      "S": arrays["S"], "loss": None}
+        self.run(1)  # a JIT compiles here
+        steps, seconds = 1, self.run(1)
+        while seconds < request["probe_s"]:
+            steps *= 2
+            seconds = self.run(steps)
+        # The first blocks may still load (a BLAS, a cache): the best of three more.
+        seconds = min(self.run(steps) for _ in range(3))
+        loss = float(np.asarray(self.backend.to_numpy(self.point["loss"])))
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"the loss is {loss} after the warm-up steps")
+        return {"step_s": seconds / steps}
+
+    def run(self, steps: int) -> float:
+        """Seconds of ``steps`` steps, each step's W and S feeding the next, synchronised."""
+        p = self.point
+        step, x, t, W, S, loss = p["step"], p["x"], p["t"], p["W"], p["S"], None
+        start = time.perf_counter()
+        for _ in range(steps):
+            W, S, loss = step(x, t, W, S)
+        self.sync(W, S, loss)
+        elapsed = time.perf_counter() - start
+        p["W"], p["S"], p["loss"] = W, S, loss
+        return elapsed
+
+    def op_sample(self, request: dict) -> dict:
+        return {"seconds": self.run(request["steps"])}
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        sys.exit("usage: python worker.py BACKEND  (started by mlpbench regress)")
+    os.dup2(1, 2)  # the parent keeps stdout as this worker's log; its last line explains a death
+    worker = GateWorker(sys.argv[1])
+    _load_workers().serve(worker.handle)
+
+
+if __name__ == "__main__":
+    main()
