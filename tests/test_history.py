@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from mlpbench import asv_gate, settings
+from mlpbench import settings
 from mlpbench.cli import main
 from mlpbench.commands import history
+from scratch import FORWARD, SLOWER_FORWARD, asv_env_dir, git, worktree_repository
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT
 BENCH = history.BENCHMARK
 COLUMNS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
            "stats_ci_99_b", "stats_q_25", "stats_q_75", "stats_number", "stats_repeat",
@@ -64,10 +65,10 @@ def machine_folder(results: Path, name: str = "box") -> Path:
 
 def git_commits(repo: Path, n: int) -> list[str]:
     """A git repository with ``n`` empty commits, oldest first."""
-    asv_gate.git(repo, "init", "-q", "-b", "main")
+    git(repo, "init", "-q", "-b", "main")
     for i in range(n):
-        asv_gate.git(repo, "commit", "-q", "--allow-empty", "-m", f"commit {i}")
-    return asv_gate.git(repo, "rev-list", "--reverse", "HEAD").split()
+        git(repo, "commit", "-q", "--allow-empty", "-m", f"commit {i}")
+    return git(repo, "rev-list", "--reverse", "HEAD").split()
 
 
 def point(backend="numpy", batch=64, dtype="float32"):
@@ -297,11 +298,6 @@ def test_bad_options(project, capsys, argv, message):
 
 # -- a real asv run over three commits (slow) ----------------------------------------------
 
-FORWARD = "        u, h, y = forward(x, W, S)\n"
-SLOWER_FORWARD = ("        for _ in range(5):  # deliberately slower: the forward pass five times\n"
-                  "            u, h, y = forward(x, W, S)\n")
-
-
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
     """The working tree as base, identical, a slower step, the step restored; asv run over the
@@ -312,18 +308,23 @@ def measured(tmp_path_factory):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{module} is not installed (pip install 'mlpbench[asv]')")
     repo = tmp_path_factory.mktemp("history")
-    asv_gate.snapshot_repository(ROOT, repo, asv_gate.shared_env_dir())
+    worktree_repository(repo)
+    git(repo, "commit", "-q", "--allow-empty", "-m", "identical code")
+    (repo / ".asv").mkdir()
+    asv_env_dir().mkdir(parents=True, exist_ok=True)
+    (repo / ".asv" / "env").symlink_to(asv_env_dir(), target_is_directory=True)
     step = repo / "kernels" / "step.py"
     text = step.read_text()
     assert text.count(FORWARD) == 1, "kernels/step.py changed: update FORWARD"
     step.write_text(text.replace(FORWARD, SLOWER_FORWARD))
-    asv_gate.git(repo, "commit", "-q", "-am", "a slower step")
+    git(repo, "commit", "-q", "-am", "a slower step")
     step.write_text(text)
-    asv_gate.git(repo, "commit", "-q", "-am", "the step restored")
-    commits = asv_gate.git(repo, "rev-list", "--reverse", "HEAD~3..HEAD").split()
-    asv = asv_gate.asv_command()
-    asv_gate.ensure_machine(asv, repo)
-    env = dict(os.environ, **asv_gate.CI_GATE_ENVIRONMENT)
+    git(repo, "commit", "-q", "-am", "the step restored")
+    commits = git(repo, "rev-list", "--reverse", "HEAD~3..HEAD").split()
+    asv = [sys.executable, "-m", "asv"]
+    subprocess.run([*asv, "machine", "--yes"], cwd=repo, check=True, capture_output=True)
+    env = settings.pinned_environment(1, os.environ)
+    env.update(MLPBENCH_BACKENDS="numpy", MLPBENCH_GRID="quick")
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
     done = subprocess.run([*asv, "run", "--show-stderr", "-b", "time_train_step", "-a",
                            "rounds=1", "HEAD~3..HEAD"], cwd=repo, env=env, capture_output=True,
@@ -362,8 +363,23 @@ def test_asv_compare_lists_no_speed_up_as_worse(measured):
     assert done.returncode == 0, done.stdout + done.stderr
     sections = re.split(r"^Benchmarks that have (?=got worse:|improved:|stayed the same:)",
                         done.stdout, flags=re.M)
-    rows = {part.split(":")[0]: asv_gate.parse_rows(part) for part in sections[1:]}
-    assert all(r.ratio > 1 for r in rows.get("got worse", []) if r.measured)
-    assert all(r.ratio < 1 for r in rows["improved"] if r.measured)
-    assert any("('numpy', 64, 100, 'float32')" in r.name for r in rows["improved"])
-    assert all(".time_" in r.name for group in rows.values() for r in group)
+    rows = {part.split(":")[0]: compare_rows(part) for part in sections[1:]}
+    assert all(ratio > 1 for ratio, _ in rows.get("got worse", []) if ratio is not None)
+    assert all(ratio < 1 for ratio, _ in rows["improved"] if ratio is not None)
+    assert any("('numpy', 64, 100, 'float32')" in name for _, name in rows["improved"])
+    assert all(".time_" in name for group in rows.values() for _, name in group)
+
+
+def compare_rows(text: str) -> list[tuple[float | None, str]]:
+    """(after/before ratio or None, benchmark name) of each row of an ``asv compare`` table."""
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[4] and not set(cells[4]) <= set("-="):
+            try:
+                ratio = float(cells[3].lstrip("~"))
+            except ValueError:
+                ratio = None
+            if cells[4] != "Benchmark (Parameter)":
+                rows.append((ratio, cells[4]))
+    return rows

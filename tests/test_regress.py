@@ -17,26 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from helpers import ROOT
 from mlpbench.cli import main
+from scratch import FORWARD, SLOWER_FORWARD, commit, git, worktree_repository
 from mlpbench.commands import regress
 from mlpbench.gate import SETTINGS, commits
 
-ROOT = Path(__file__).resolve().parent.parent
 ONE_POINT = "b64 h100 float32"
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=mlpbench", "-c", "user.email=mlpbench@localhost",
-                           *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
-
-
-def commit(repo: Path, files: dict[str, str], message: str) -> str:
-    for name, text in files.items():
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (repo / name).write_text(text)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "--allow-empty", "-m", message)
-    return git(repo, "rev-parse", "HEAD").strip()
 
 
 def run_cli(argv: list[str], cwd: Path, capsys, monkeypatch) -> tuple[int, str, str]:
@@ -216,24 +203,13 @@ def test_snapshots_are_kept_per_commit(fake_project, tmp_path):
 
 # -- real commits of this tree (slow) ----------------------------------------------------
 
-FORWARD = "        u, h, y = forward(x, W, S)\n"
-SLOWER_FORWARD = ("        for _ in range(5):  # deliberately slower: the forward pass five times\n"
-                  "            u, h, y = forward(x, W, S)\n")
-
-
 @pytest.fixture(scope="module")
 def history(tmp_path_factory):
     """A repository of the working tree: base, identical code, a slower step, a broken step."""
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("needs git and the repository's working tree")
     repo = tmp_path_factory.mktemp("history")
-    files = git(ROOT, "ls-files", "-co", "--exclude-standard", "-z").split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    git(repo, "init", "-q", "-b", "main")
-    c = {"base": commit(repo, {}, "base")}
+    c = {"base": worktree_repository(repo)}
     c["identical"] = commit(repo, {}, "identical code")
     step = (repo / "kernels" / "step.py").read_text()
     assert step.count(FORWARD) == 1, "kernels/step.py changed: update FORWARD"
@@ -276,3 +252,18 @@ def test_real_broken_commit_could_not_be_measured(history):
     done = real_gate(repo, c["base"], c["broken"])
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stdout + done.stderr
     assert f"head {c['broken'][:8]}" in done.stderr and "SyntaxError" in done.stderr
+
+
+def test_uncommitted_changes_to_measured_code_are_named(fake_project, capsys, monkeypatch):
+    """The gate compares commits: what is not committed is not measured, and it says so."""
+    repo, c = fake_project
+    edited = repo / "kernels" / "scratch_edit.py"
+    edited.write_text("x = 1\n")
+    try:
+        status, out, err = gate(repo, c, "base", "identical", capsys, monkeypatch)
+    finally:
+        edited.unlink()
+    assert status == 0, out + err
+    assert "not measured: uncommitted changes in kernels/scratch_edit.py" in out
+    status, out, _ = gate(repo, c, "base", "identical", capsys, monkeypatch)
+    assert "uncommitted" not in out

@@ -14,6 +14,7 @@ from pathlib import Path
 import backends
 from mlpbench import settings as common
 from mlpbench.errors import UsageError
+from mlpbench.gitinfo import uncommitted_changes
 from mlpbench.gate import SETTINGS, commits, runner, stats
 from mlpbench.options import comma_list, positive_float
 
@@ -127,6 +128,11 @@ def run(args: argparse.Namespace) -> int:
           f"budget {options.budget_s:g} s", flush=True)
     for note in notes:
         print(f"mlpbench regress: note: {note}")
+    dirty = uncommitted_changes(str(root))
+    if dirty:
+        shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+        print(f"mlpbench regress: note: not measured: uncommitted changes in {shown} "
+              "(the gate compares commits)")
     if commits.dependencies_differ(root, base, head):
         print("mlpbench regress: note: the two commits' pyproject.toml dependencies differ; "
               "both run with this environment's libraries (the gate compares the code)")
