@@ -8,8 +8,6 @@ import datetime
 import json
 import math
 import os
-import platform
-import sys
 from typing import Any
 
 from mlpbench.errors import UsageError

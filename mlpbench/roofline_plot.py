@@ -1,7 +1,6 @@
 """The roofline chart: each backend's points, GFLOP/s against flops per byte, under the measured roofs."""
 from __future__ import annotations
 
-from typing import Any
 
 from mlpbench.report import backend_order
 from mlpbench.roofline import roof_fields

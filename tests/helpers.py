@@ -7,7 +7,8 @@ from pathlib import Path
 
 from mlpbench.cli import main
 
-__all__ = ["ROOT", "assert_close", "assert_one_line_error", "run_cli", "strict_json"]
+__all__ = ["ROOT", "assert_close", "assert_one_line_error", "import_benchmarks", "run_cli",
+           "strict_json"]
 
 #: The repository's root folder.
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,3 +57,18 @@ def strict_json(path):
         raise ValueError(f"non-standard JSON constant {name}")
 
     return json.loads(Path(path).read_text(), parse_constant=refuse)
+
+
+def import_benchmarks(module: str):
+    """``benchmarks.<module>`` imported as asv does: that package alone, from this repository."""
+    import importlib
+    import importlib.util
+    import sys
+
+    if "benchmarks" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "benchmarks", ROOT / "benchmarks" / "__init__.py",
+            submodule_search_locations=[str(ROOT / "benchmarks")])
+        sys.modules["benchmarks"] = package = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(package)
+    return importlib.import_module(f"benchmarks.{module}")

@@ -1,32 +1,14 @@
 """The asv piece suite without asv: its grid (always the quick one), its skips, a real piece on numpy."""
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-import backends
+from helpers import import_benchmarks
 from mlpbench import settings
 from mlpbench.pieces import TIMED
 
-ROOT = Path(__file__).resolve().parent.parent
 
-
-def _import_suite():
-    """Import benchmarks/ as asv does: that package alone from the repository."""
-    if "benchmarks" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "benchmarks", ROOT / "benchmarks" / "__init__.py",
-            submodule_search_locations=[str(ROOT / "benchmarks")])
-        sys.modules["benchmarks"] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return importlib.import_module("benchmarks.bench_pieces")
-
-
-bench_pieces = _import_suite()
+bench_pieces = import_benchmarks("bench_pieces")
 StepPiece = bench_pieces.StepPiece
 
 

@@ -1,35 +1,20 @@
 """The asv suites without asv: their grid, their skips, and one real point on numpy."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import backends
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _import_suite():
-    """Import benchmarks/ as asv does: that package alone from the repository, nothing else."""
-    if "benchmarks" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "benchmarks", ROOT / "benchmarks" / "__init__.py",
-            submodule_search_locations=[str(ROOT / "benchmarks")])
-        sys.modules["benchmarks"] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return importlib.import_module("benchmarks.common"), importlib.import_module(
-        "benchmarks.bench_step")
+from helpers import ROOT, import_benchmarks
 
 
-common, bench_step = _import_suite()
+common, bench_step = import_benchmarks("common"), import_benchmarks("bench_step")
 TrainStep = bench_step.TrainStep
 POINT = ("numpy", 4, 8, "float64")  # small: batch 4, hidden 8
 

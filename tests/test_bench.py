@@ -6,7 +6,6 @@ registered for the test only by monkeypatching the registry.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal

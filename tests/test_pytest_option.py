@@ -1,7 +1,6 @@
 """`pytest --backend NAME` restricts the backend tests to that backend."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
