@@ -57,12 +57,36 @@ def stable_njit(function: Callable) -> Callable:
     from its source file, name and closure makes that key the same in every process; any
     edit to the source changes it, so a stale entry is never used.
     """
-    dispatcher = numba.njit(**JIT_OPTIONS)(function)
+    try:
+        dispatcher = numba.njit(**JIT_OPTIONS)(function)
+    except RuntimeError as exc:  # no folder where Numba may write its cache
+        if "cannot cache function" not in str(exc):
+            raise
+        _cache_for_this_run_only()
+        dispatcher = numba.njit(**JIT_OPTIONS)(function)
     set_uuid = getattr(dispatcher, "_set_uuid", None)  # private; without it, only the cache suffers
     if set_uuid is not None:
         name = f"mlpbench:{_fingerprint(function)}:{sorted(JIT_OPTIONS.items())}"
         set_uuid(str(uuid.uuid5(uuid.NAMESPACE_URL, name)))
     return dispatcher
+
+
+def _cache_for_this_run_only() -> None:
+    """Point Numba's cache at a temporary folder removed at exit, with one warning.
+
+    ``cache=True`` fails when no cache folder can be written (NUMBA_CACHE_DIR, the source
+    tree, HOME: a read-only checkout with an unwritable HOME).
+    """
+    import atexit
+    import shutil
+    import tempfile
+    import warnings
+
+    numba.config.CACHE_DIR = tempfile.mkdtemp(prefix="mlpbench-numba-cache-")
+    atexit.register(shutil.rmtree, numba.config.CACHE_DIR, ignore_errors=True)
+    warnings.warn("numba: no writable cache folder (NUMBA_CACHE_DIR, the source tree, HOME); "
+                  "compiled code is cached for this run only (set NUMBA_CACHE_DIR to a writable "
+                  "folder to keep it)", RuntimeWarning, stacklevel=3)
 
 
 @stable_njit

@@ -11,34 +11,6 @@ from backends.base import Backend, OwnOutputs, PreparedStep
 __all__ = ["NumbaBackend"]
 
 
-def _with_disk_cache_or_without(build: Callable[[], Any]) -> Any:
-    """``build()``; where Numba finds no writable cache folder, ``build()`` again without one.
-
-    ``cache=True`` fails when no cache folder can be written (NUMBA_CACHE_DIR, the source
-    tree, HOME: a read-only checkout with an unwritable HOME): the code then caches into a
-    temporary folder removed at exit, and one warning says so.
-    """
-    import numba
-
-    try:
-        return build()
-    except RuntimeError as exc:
-        if "cannot cache function" not in str(exc):
-            raise
-    import atexit
-    import shutil
-    import tempfile
-    import warnings
-
-    numba.config.CACHE_DIR = tempfile.mkdtemp(prefix="mlpbench-numba-cache-")
-    atexit.register(shutil.rmtree, numba.config.CACHE_DIR, ignore_errors=True)
-    warnings.warn("numba: no writable cache folder (NUMBA_CACHE_DIR, the source tree, HOME); "
-                  "compiled code is cached for this run only (set NUMBA_CACHE_DIR to a writable "
-                  "folder to keep it)",
-                  RuntimeWarning, stacklevel=2)
-    return build()
-
-
 def _load_blas() -> None:
     """Load the BLAS the step may call (SciPy's, not always numpy's; MKL), so threadpoolctl sees them."""
     import scipy.linalg.cython_blas  # noqa: F401
@@ -113,8 +85,7 @@ class NumbaBackend(Backend):
         if key not in self._steps:
             pieces = (_numba_pieces.PIECES if blas == "matmul"
                       else _numba_pieces.blas_pieces(_numba_blas.gemm_for(blas, dtype)))
-            self._steps[key] = _with_disk_cache_or_without(
-                lambda: make_step(np, jit=_numba_pieces.stable_njit, **pieces)).train_step
+            self._steps[key] = make_step(np, jit=_numba_pieces.stable_njit, **pieces).train_step
         return self._steps[key]
 
     def prepare(self, make_step: Callable, *, lr: float, dtype: str) -> PreparedStep:

@@ -45,10 +45,10 @@ def gate_cache(tmp_path, monkeypatch):
 # -- bad input: one line, exit 2, before any work ---------------------------------------
 
 @pytest.mark.parametrize("argv, message", [
-    (["--base", ""], "--base must not be empty"),
-    (["--head", " "], "--head must not be empty"),
-    (["--bench", ""], "--bench must not be empty"),
-    (["--output", ""], "--output must not be empty"),
+    (["--base", ""], "--base: must not be empty"),
+    (["--head", " "], "--head: must not be empty"),
+    (["--bench", ""], "--bench: must not be empty"),
+    (["--output", ""], "--output: must be a file path"),
     (["--min-effect", "0"], "must be a finite positive number"),
     (["--min-effect", "1.5"], "must be a fraction below 1"),
     (["--budget", "-1"], "must be a finite positive number"),

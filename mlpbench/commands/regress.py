@@ -16,21 +16,11 @@ from mlpbench import settings as common
 from mlpbench.errors import UsageError
 from mlpbench.gitinfo import uncommitted_changes
 from mlpbench.gate import SETTINGS, commits, runner, stats
-from mlpbench.options import comma_list, positive_float
+from mlpbench.options import comma_list, file_path, non_empty, positive_float
 
 __all__ = ["add_arguments", "run"]
 
 PASS, SLOWER, COULD_NOT_MEASURE = 0, 1, 2
-
-
-def _text(flag: str):
-    def parse(text: str) -> str:
-        if not text.strip():
-            raise argparse.ArgumentTypeError(f"{flag} must not be empty")
-        return text
-
-    parse.__name__ = "non-empty text"
-    return parse
 
 
 def _fraction(text: str) -> float:
@@ -42,13 +32,13 @@ def _fraction(text: str) -> float:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     s = SETTINGS
-    p.add_argument("--base", type=_text("--base"), default=None, metavar="REV",
+    p.add_argument("--base", type=non_empty, default=None, metavar="REV",
                    help="the commit to compare against (default: merge base with main, else HEAD~1)")
-    p.add_argument("--head", type=_text("--head"), default="HEAD", metavar="REV",
+    p.add_argument("--head", type=non_empty, default="HEAD", metavar="REV",
                    help="the commit measured (default HEAD)")
     p.add_argument("--backend", type=comma_list(str), default=None, metavar="NAME[,NAME]",
                    help=f"backends to gate (default: those available of {', '.join(s.backends)})")
-    p.add_argument("--bench", type=_text("--bench"), default=None, metavar="REGEX",
+    p.add_argument("--bench", type=non_empty, default=None, metavar="REGEX",
                    help="only the points whose name matches REGEX (names: 'numpy b64 h100 float32')")
     p.add_argument("--min-effect", type=_fraction, default=s.min_effect, metavar="F",
                    help=f"a point fails when head is slower by more than this fraction, with "
@@ -56,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=positive_float, default=s.budget_s, metavar="SECONDS",
                    help=f"undecided points get more process pairs while this lasts "
                         f"(default {s.budget_s:g})")
-    p.add_argument("--output", type=_text("--output"), default=None, metavar="FILE",
+    p.add_argument("--output", type=file_path, default=None, metavar="FILE",
                    help="write the report as JSON to FILE")
 
 
