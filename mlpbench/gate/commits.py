@@ -99,5 +99,7 @@ def _dependencies(root: Path, commit: str) -> object:
 
 
 def dependencies_differ(root: Path, base: str, head: str) -> bool:
-    """Whether the two commits' pyproject.toml ask for different dependencies."""
-    return _dependencies(root, base) != _dependencies(root, head)
+    """Whether the two commits' pyproject.toml ask for different dependencies (False where
+    either cannot be read: nothing is known to differ)."""
+    base_deps, head_deps = _dependencies(root, base), _dependencies(root, head)
+    return None not in (base_deps, head_deps) and base_deps != head_deps
