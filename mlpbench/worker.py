@@ -17,6 +17,8 @@ import os
 import time
 from typing import Any
 
+from mlpbench.workers import one_line
+
 __all__ = ["measure_point", "peak_rss_growth", "threads_in_effect"]
 
 
@@ -26,11 +28,6 @@ def threads_in_effect(requested: int | None, info: dict) -> int | None:
         return requested
     blas = info.get("blas") or []
     return max(blas) if blas else None
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or "(no message)"
-    return f"{type(exc).__name__}: {text[:500]}"
 
 
 def _status_kib(field: str) -> int | None:

@@ -19,7 +19,7 @@ import time
 from typing import Any, Mapping, Sequence
 
 __all__ = ["REPLY_FD_VARIABLE", "WorkerDied", "WorkerError", "WorkerProcess", "WorkerTimeout",
-           "how_it_ended"]
+           "how_it_ended", "one_line", "serve"]
 
 REPLY_FD_VARIABLE = "MLPBENCH_REPLY_FD"
 
@@ -34,6 +34,12 @@ class WorkerDied(WorkerError):
 
 class WorkerTimeout(WorkerError):
     """The worker did not answer before the deadline; it has been killed."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line, for a worker's reply."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    return f"{type(exc).__name__}: {text[:500]}"
 
 
 def how_it_ended(returncode: int | None) -> str:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+import helpers
 from helpers import ROOT
-from mlpbench.cli import main
 from scratch import FORWARD, SLOWER_FORWARD, commit, git, worktree_repository
 from mlpbench.commands import regress
 from mlpbench.gate import SETTINGS, commits
@@ -29,12 +29,7 @@ ONE_POINT = "b64 h100 float32"
 def run_cli(argv: list[str], cwd: Path, capsys, monkeypatch) -> tuple[int, str, str]:
     """``mlpbench regress ARGV`` in ``cwd``: (exit status, stdout, stderr); argparse's exit too."""
     monkeypatch.chdir(cwd)
-    try:
-        status = main(["regress", *argv])
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
+    return helpers.run_cli(capsys, "regress", *argv)
 
 
 @pytest.fixture(autouse=True)

@@ -37,8 +37,7 @@ def _load_workers():
 
 
 def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or "(no message)"
-    return f"{type(exc).__name__}: {text[:300]}"
+    return _load_workers().one_line(exc)
 
 
 def create_backend(name: str):
