@@ -7,7 +7,7 @@ from typing import Iterable
 
 from mlpbench.results import now
 
-__all__ = ["command_line", "cpu_model", "environment", "facts_in_process"]
+__all__ = ["command_line", "cpu_model", "environment", "facts_in_process", "kernel_variables"]
 
 
 def cpu_model() -> str:
@@ -33,6 +33,13 @@ def _library_versions(names: Iterable[str]) -> dict[str, str | None]:
     return versions
 
 
+def kernel_variables(environ=os.environ) -> dict[str, str]:
+    """The variables set that choose BLAS kernels over the libraries' own pick (``settings``)."""
+    from mlpbench.settings import KERNEL_VARIABLES
+
+    return {name: environ[name] for name in KERNEL_VARIABLES if name in environ}
+
+
 def environment(libraries: list[str], facts: dict[str, dict], argv: list[str]) -> dict:
     """Where and with what a run happens: versions, BLAS, CPU, each backend's device and GPU
     (``facts``: what each backend's worker said of itself), the command line."""
@@ -52,6 +59,7 @@ def environment(libraries: list[str], facts: dict[str, dict], argv: list[str]) -
         "libraries": _library_versions(dict.fromkeys(["mlpbench", "numpy", "threadpoolctl",
                                                       *libraries])),
         "blas": threadpool_info(),
+        "kernel_variables": kernel_variables(),
         "gpu": next(iter(gpus.values()), None),
         "gpus": gpus,
         "devices": {name: f.get("device") for name, f in facts.items()},

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import codecs
+import os
 import sys
 import textwrap
 from collections import Counter
@@ -10,7 +11,8 @@ from typing import Iterable
 import backends
 from mlpbench.results import STATUSES
 
-__all__ = ["backend_order", "format_bench", "format_rate", "format_seconds", "speedups"]
+__all__ = ["backend_order", "format_bench", "format_rate", "format_seconds", "kernels_line",
+           "speedups"]
 
 _GROUP = ("batch_size", "hidden", "n_in", "n_out", "threads")
 
@@ -123,4 +125,22 @@ def format_bench(doc: dict, *, skipped: int = 0) -> str:
             f"peak matmul GFLOP/s (a large square matmul through each backend): {peaks}", 100))
     for key, message in sorted(doc.get("peak_errors", {}).items()):
         lines.append(f"peak matmul {key} failed: {message}")
+    kernels = kernels_line(doc.get("environment") or {})
+    if kernels:
+        lines.append(textwrap.fill(kernels, 100))
     return "\n".join(lines)
+
+
+def kernels_line(env: dict) -> str:
+    """The kernels each BLAS runs (threadpoolctl's architecture, in the parent process), and
+    the variables that chose them over the library's own pick; "" when neither is known."""
+    runs = [f"{b.get('internal_api')} {b.get('version')} {b['architecture']} "
+            f"({os.path.basename(os.path.dirname(b.get('filepath', '')))})"
+            for b in env.get("blas") or [] if b.get("architecture")]
+    forced = env.get("kernel_variables") or {}
+    line = f"BLAS kernels: {', '.join(runs)}" if runs else ""
+    if forced:
+        named = ", ".join(f"{k}={v}" for k, v in forced.items())
+        line += (f"{'; ' if line else ''}chosen by the environment, not the libraries: {named} "
+                 "(docs/measuring.md)")
+    return line

@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 from typing import Mapping
 
-__all__ = ["DTYPES", "GRIDS", "N_IN", "N_OUT", "QUICK_BACKENDS", "SEED", "THREAD_VARIABLES",
-           "TIMING", "grid", "learning_rate", "pinned_environment"]
+__all__ = ["DTYPES", "GRIDS", "KERNEL_VARIABLES", "N_IN", "N_OUT", "QUICK_BACKENDS", "SEED",
+           "THREAD_VARIABLES", "TIMING", "grid", "learning_rate", "pinned_environment"]
 
 DTYPES = ("float32", "float64")
 #: The seed's input and output widths; bench and asv vary batch size and hidden width.
@@ -37,6 +37,12 @@ QUICK_BACKENDS = ("numpy", "array-api-strict", "numba", "cupy", "torch", "jax")
 #: library starts its pool: set them (``pinned_environment``) before the library is imported.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+#: The variables that choose a BLAS's kernels over its own pick (OpenBLAS's by CPU model, MKL's by
+#: instruction set). Some machines set them to work around old builds; they can halve a product's
+#: speed, so a run records them and its table names them (docs/numba-blas.md: measured).
+KERNEL_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MKL_ENABLE_INSTRUCTIONS",
+                    "MKL_CBWR", "MKL_DEBUG_CPU_TYPE")
 
 
 def grid(name: str) -> dict:

@@ -364,3 +364,22 @@ def test_plot_is_a_png(capsys, tmp_path, install_fake):
     for path in (png, roofline_png):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert path.stat().st_size > 10_000 and str(path) in stdout
+
+
+def test_kernel_variables_are_recorded_and_named_under_the_table(capsys, tmp_path, monkeypatch):
+    """A variable that picks a BLAS's kernels for it (here MKL's, harmless to numpy) is recorded
+    with the run and named under the table, beside the kernels each BLAS runs."""
+    from mlpbench.settings import KERNEL_VARIABLES
+
+    monkeypatch.setenv("MKL_CBWR", "AUTO")
+    out = tmp_path / "r.json"
+    code, stdout, _ = run_cli(capsys, "bench", "--backend", "numpy", "--batch-size", "2",
+                              *TINY, "--dtype", "float64", "--output", out)
+    assert code == 0
+    env = strict_json(out)["environment"]
+    assert env["kernel_variables"]["MKL_CBWR"] == "AUTO"
+    assert set(env["kernel_variables"]) == {n for n in KERNEL_VARIABLES if n in os.environ}
+    last = " ".join(stdout.strip().splitlines()[-3:])
+    assert "chosen by the environment, not the libraries:" in last and "MKL_CBWR=AUTO" in last
+    architectures = [b["architecture"] for b in env["blas"] if b.get("architecture")]
+    assert all(a in last for a in architectures)

@@ -109,3 +109,25 @@ def test_a_point_present_twice_counts_its_last_entry(capsys, tmp_path):
     assert code == 0
     cells = row(out, "numpy", "float64", 64)
     assert cells[-3:] == ["400", "800", "2.00"]  # not 100 -> 800 (8x), and one row only
+
+
+def test_runs_on_other_blas_kernels_are_named(capsys, tmp_path):
+    """Two runs whose BLAS ran other kernels (one forced by OPENBLAS_CORETYPE) compare BLASes too:
+    compare says so; runs on the same kernels get no such lines."""
+    blas = {"internal_api": "openblas", "version": "0.3.30", "architecture": "SkylakeX",
+            "filepath": "/site-packages/scipy.libs/libscipy_openblas.so"}
+    a = write(tmp_path / "a.json", [result("numpy", "float64", 64, 400.0)])
+    doc = json.loads(a.read_text())
+    doc["environment"] = {**ENVIRONMENT, "blas": [{**blas, "architecture": "Haswell"}],
+                          "kernel_variables": {"OPENBLAS_CORETYPE": "Haswell"}}
+    a.write_text(json.dumps(doc))
+    b = write(tmp_path / "b.json", [result("numpy", "float64", 64, 600.0)])
+    doc["environment"] = {**ENVIRONMENT, "blas": [blas], "kernel_variables": {}}
+    b.write_text(json.dumps(doc))
+    code, out, _ = run_cli(capsys, "compare", a, b)
+    assert code == 0
+    assert ("A's BLAS kernels: openblas 0.3.30 Haswell (scipy.libs); chosen by the environment, "
+            "not the libraries: OPENBLAS_CORETYPE=Haswell") in out
+    assert "B's BLAS kernels: openblas 0.3.30 SkylakeX (scipy.libs)\n" in out
+    code, out, _ = run_cli(capsys, "compare", b, b)
+    assert code == 0 and "BLAS kernels" not in out

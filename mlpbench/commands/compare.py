@@ -5,7 +5,7 @@ import argparse
 import math
 
 from mlpbench.options import file_path
-from mlpbench.report import backend_order, format_rate
+from mlpbench.report import backend_order, format_rate, kernels_line
 from mlpbench.results import KEY_FIELDS, load_results, point_key
 
 __all__ = ["add_arguments", "match", "run"]
@@ -47,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
     for label, path, doc in (("A", args.a, a), ("B", args.b, b)):
         env = doc["environment"]
         print(f"{label}: {path}  ({env.get('cpu')}, started {env.get('started')})")
+    kernels = [kernels_line(doc["environment"]) for doc in (a, b)]
+    if kernels[0] != kernels[1]:  # e.g. OPENBLAS_CORETYPE set in one run: a ratio of BLASes
+        for label, line in zip("AB", kernels):
+            print(f"{label}'s {line or 'BLAS kernels: not recorded'}")
     width = max([len("backend")] + [len(ra["backend"]) for ra, _ in pairs])
     print(f"{'backend':<{width}}  {'dtype':<7}  {'batch':>5}  {'n_in':>5}  {'hidden':>6}  "
           f"{'n_out':>5}  {'threads':>7}  {'A steps/s':>10}  {'B steps/s':>10}  {'B/A':>6}")

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""The issue's table from numba-blas trial files: per point numba's median step, the best other
+backend's, their ratio, numba over numpy; and per file how many points numba leads.
+
+usage: python scripts/numba-blas-table.py FILE.json [FILE.json ...]
+Each file is one `mlpbench bench` run (scripts/numba-blas-trials.sh writes them).
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+
+OTHERS = ("numpy", "torch", "jax")
+
+
+def points(path: str) -> dict[tuple, dict[str, float]]:
+    """{(batch, hidden, dtype): {backend: median seconds per step}} of one results file."""
+    table: dict[tuple, dict[str, float]] = {}
+    for r in json.load(open(path))["results"]:
+        if r["status"] == "ok":
+            key = (r["batch_size"], r["hidden"], r["dtype"])
+            table.setdefault(key, {})[r["backend"]] = r["step_s"]["median"]
+    return table
+
+
+def summary(table: dict) -> tuple[int, int, int]:
+    """(points, numba strictly fastest, numba >= 0.97x the best other)."""
+    fastest = within = 0
+    for times in table.values():
+        best = min(times[b] for b in OTHERS if b in times)
+        fastest += times["numba"] < best
+        within += best / times["numba"] >= 0.97
+    return len(table), fastest, within
+
+
+def main(paths: list[str]) -> int:
+    if not paths:
+        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        return 2
+    tables = [points(p) for p in paths]
+    for path, table in zip(paths, tables):
+        n, fastest, within = summary(table)
+        print(f"{path}: numba fastest at {fastest} of {n}, >= 0.97x the best at {within} of {n}")
+    print("\n| batch, hidden, dtype | numba | best other | best / numba | numba vs numpy |")
+    print("|---|---|---|---|---|")
+    for key in sorted(tables[0]):
+        runs = [t[key] for t in tables if key in t and "numba" in t[key]]
+        numba = statistics.median(t["numba"] for t in runs)
+        ratios = [min(t[b] for b in OTHERS if b in t) / t["numba"] for t in runs]
+        vs_numpy = [t["numpy"] / t["numba"] for t in runs]
+        best_name = min(OTHERS, key=lambda b: statistics.median(t.get(b, float("inf")) for t in runs))
+        best = statistics.median(t[best_name] for t in runs)
+        spread = (f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(runs) > 1 else "")
+        print(f"| {key[0]}, {key[1]}, {key[2][5:]} | {_time(numba)} | {best_name} {_time(best)} | "
+              f"{statistics.median(ratios):.2f}{spread} | {statistics.median(vs_numpy):.2f}× |")
+    return 0
+
+
+def _time(seconds: float) -> str:
+    return f"{seconds * 1e6:.1f} µs" if seconds < 1e-3 else f"{seconds * 1e3:.2f} ms"
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
