@@ -28,6 +28,7 @@ from typing import Callable
 import llvmlite.binding
 import numpy as np
 from numba import types
+from numba.core.datamodel import models, register_default
 
 from backends._numba_pieces import stable_njit
 
@@ -47,12 +48,27 @@ def _signature(real):
     return types.void(i, i, i, i, i, i, real, pointer, i, pointer, i, real, pointer, i)
 
 
+class _ExternalFunction(types.ExternalFunction):
+    """``types.ExternalFunction`` that pickles as its name and signature.
+
+    Numba keys a closure's disk-cache entry on the pickle of what it calls; the base type's
+    pickle holds a typing template class made at run time, which cloudpickle names with a
+    random id, so code calling it was keyed anew (compiled again) in every process.
+    """
+
+    def __reduce__(self):
+        return (_ExternalFunction, (self.symbol, self.sig))
+
+
+register_default(_ExternalFunction)(models.OpaqueModel)  # as Numba's own ExternalFunction
+
+
 # Module globals, not closure cells: Numba caches code calling these (a closure over one is
 # keyed anew in every process).
-_MKL_SGEMM = types.ExternalFunction("mlpbench_mkl_cblas_sgemm", _signature(types.float32))
-_MKL_DGEMM = types.ExternalFunction("mlpbench_mkl_cblas_dgemm", _signature(types.float64))
-_SCIPY_SGEMM = types.ExternalFunction("mlpbench_scipy_cblas_sgemm", _signature(types.float32))
-_SCIPY_DGEMM = types.ExternalFunction("mlpbench_scipy_cblas_dgemm", _signature(types.float64))
+_MKL_SGEMM = _ExternalFunction("mlpbench_mkl_cblas_sgemm", _signature(types.float32))
+_MKL_DGEMM = _ExternalFunction("mlpbench_mkl_cblas_dgemm", _signature(types.float64))
+_SCIPY_SGEMM = _ExternalFunction("mlpbench_scipy_cblas_sgemm", _signature(types.float32))
+_SCIPY_DGEMM = _ExternalFunction("mlpbench_scipy_cblas_dgemm", _signature(types.float64))
 
 
 @stable_njit

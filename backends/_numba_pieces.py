@@ -196,17 +196,22 @@ def blas_pieces(gemm: Callable) -> dict[str, Callable]:
     """The products' pieces on ``gemm(alpha, a, trans_a, b, trans_b, beta, c)`` of one BLAS and dtype.
 
     The update is fused into its product as torch's ``addmm_`` does: ``P = -lr a.T @ grad_out
-    + 1 P`` in one gemm over P, no gradient written out; the batch of one keeps its loop.
+    + 1 P`` in one gemm over P, no gradient written out. A batch of one keeps the pieces of
+    Numba's ``@`` and their loops: a one-row gemm made the step 1.9-3.4x slower (docs/numba-blas.md).
     """
 
-    def forward(x, W, S):
+    def blas_forward(x, W, S):
+        if x.shape[0] == 1:
+            return forward(x, W, S)
         one, zero = x.dtype.type(1), x.dtype.type(0)
         u = gemm(one, x, False, W, False, zero, np.empty((x.shape[0], W.shape[1]), x.dtype))
         h = _relu(u)
         y = gemm(one, h, False, S, False, zero, np.empty((h.shape[0], S.shape[1]), h.dtype))
         return u, h, y
 
-    def weight_gradient(a, grad_out):
+    def blas_weight_gradient(a, grad_out):
+        if a.shape[0] == 1:
+            return weight_gradient(a, grad_out)
         one, zero = a.dtype.type(1), a.dtype.type(0)
         out = np.empty((a.shape[1], grad_out.shape[1]), a.dtype)
         return gemm(one, a, True, grad_out, False, zero, out)
@@ -216,8 +221,8 @@ def blas_pieces(gemm: Callable) -> dict[str, Callable]:
             return _outer_update(P, a, grad_out, lr)
         return gemm(-lr, a, True, grad_out, False, P.dtype.type(1), P)
 
-    return {"forward": stable_njit(forward), "loss_and_grad": loss_and_grad,
-            "relu_backward": relu_backward, "weight_gradient": stable_njit(weight_gradient),
+    return {"forward": stable_njit(blas_forward), "loss_and_grad": loss_and_grad,
+            "relu_backward": relu_backward, "weight_gradient": stable_njit(blas_weight_gradient),
             "weight_update": stable_njit(weight_update)}
 
 

@@ -299,11 +299,7 @@ def _fresh_process(cache_dir: Path, blas: str) -> dict:
 
 
 @uses_numba
-@pytest.mark.parametrize("blas", ["matmul", *(
-    pytest.param(blas, marks=pytest.mark.xfail(strict=True, reason=(
-        "open: a step over the CBLAS gemm is keyed anew in every process (its closure cells "
-        "pickle differently), so it compiles in each; docs/numba-blas.md")))
-    for blas in ("scipy", "mkl"))])
+@pytest.mark.parametrize("blas", ["matmul", "scipy", "mkl"])
 def test_second_process_loads_the_step_from_the_cache(tmp_path, blas):
     if blas == "mkl":
         _need_mkl()
@@ -313,6 +309,17 @@ def test_second_process_loads_the_step_from_the_cache(tmp_path, blas):
     assert list(tmp_path.rglob("*train_step*.nbi")), "no cache index for the step was written"
     second = _fresh_process(tmp_path, blas)
     assert second == {**second, "hits": 2, "misses": 0}, "the second process compiled again"
+
+
+@uses_numba
+def test_external_gemm_pickles_the_same_in_every_process():
+    """Numba keys code calling the CBLAS gemm on its pickle: two processes must agree on it."""
+    script = ("import hashlib; import backends.numba_backend; from backends import _numba_blas; "
+              "from numba.core.serialize import dumps; "
+              "print(hashlib.sha256(dumps(_numba_blas._scipy_dgemm)).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                              text=True, check=True, timeout=300).stdout for _ in range(2)}
+    assert len(digests) == 1
 
 
 @uses_numba
