@@ -4,13 +4,13 @@ Each library's ``cblas_sgemm``/``cblas_dgemm`` is found with ctypes and register
 LLVM under a name of ours (``llvmlite.binding.add_symbol``); compiled code calls that name
 through ``numba.types.ExternalFunction``. The name, not the address, is what compiled code
 holds (a ctypes pointer would be frozen into the code) and each process binds it to the
-library it loaded; the whole step built on it is still not found in Numba's disk cache by a
-new process (open: docs/numba-blas.md), so it compiles once per process. Transposes are
-BLAS flags on the stored C-contiguous arrays: nothing is copied.
+library it loaded. That function pickles as its name and signature (``_ExternalFunction``),
+so the step built on it is found in Numba's disk cache by the next process, as the rest.
+Transposes are BLAS flags on the stored C-contiguous arrays: nothing is copied.
 
 ``MLPBENCH_NUMBA_BLAS`` chooses (``choose``): ``auto`` (default: MKL on an Intel CPU where
-it loads, else ``matmul``), ``mkl``, ``scipy`` (SciPy's BLAS by CBLAS gemm, the update
-fused) or ``matmul`` (Numba's own ``@`` on SciPy's BLAS, cached on disk).
+it loads, else ``scipy``), ``mkl``, ``scipy`` (SciPy's BLAS by CBLAS gemm, the update
+fused) or ``matmul`` (Numba's own ``@`` on SciPy's BLAS).
 ``MLPBENCH_MKL_LIBRARY`` names the ``mkl_rt`` library file to load instead of the ``mkl``
 package's.
 This module imports numba at the top: import it only through ``backends.numba_backend``.
@@ -261,27 +261,27 @@ def _intel_cpu() -> bool:
 def choose() -> tuple[str, str]:
     """The products' library for this process, and a warning line or "".
 
-    ``matmul`` is Numba's own ``@`` (SciPy's BLAS; the step is cached on disk); ``scipy`` and
-    ``mkl`` call that library's CBLAS gemm directly, the SGD update fused into it. ``auto``
-    takes MKL on an Intel CPU where it loads, else ``matmul``. A forced library that does not
-    load falls back to ``matmul`` with one warning line.
+    ``matmul`` is Numba's own ``@`` (SciPy's BLAS); ``scipy`` and ``mkl`` call that library's
+    CBLAS gemm directly, the SGD update fused into it; all are cached on disk. ``auto`` takes
+    MKL on an Intel CPU where it loads, else SciPy's BLAS by its CBLAS gemm, else ``matmul``
+    (docs/numba-blas.md: measured). A library that does not load where it was asked for, or
+    an installed MKL that is broken, falls back with one warning line.
     """
     choice = requested()
     if choice == "matmul":
         return "matmul", ""
-    if choice == "auto":
-        if not _intel_cpu():
-            return "matmul", ""
-        choice = "mkl"
-        quiet_if_missing = True
-    else:
-        quiet_if_missing = False
-    library, why = load(choice)
-    if library is not None:
-        return choice, ""
-    if quiet_if_missing and why.startswith("MKL is not installed"):
-        return "matmul", ""  # unasked, absent MKL is no news
-    return "matmul", f"mlpbench: numba uses Numba's @ on SciPy's BLAS: {why}"
+    if choice != "auto":
+        library, why = load(choice)
+        return (choice, "") if library is not None else (
+            "matmul", f"mlpbench: numba uses Numba's @ on SciPy's BLAS: {why}")
+    warning = ""
+    if _intel_cpu():
+        library, why = load("mkl")
+        if library is not None:
+            return "mkl", ""
+        if not why.startswith("MKL is not installed"):  # unasked, absent MKL is no news
+            warning = f"mlpbench: numba does not use MKL: {why}"
+    return ("scipy" if load("scipy")[0] is not None else "matmul"), warning
 
 
 def facts(name: str) -> dict:

@@ -394,12 +394,33 @@ def test_auto_takes_mkl_on_an_intel_cpu_only(monkeypatch):
 
     monkeypatch.delenv("MLPBENCH_NUMBA_BLAS", raising=False)
     mkl_loads = _numba_blas.load("mkl")[0] is not None
-    expected = "mkl" if mkl_loads and _numba_blas._intel_cpu() else "matmul"
+    scipy_cblas = "scipy" if _numba_blas.load("scipy")[0] is not None else "matmul"
+    expected = "mkl" if mkl_loads and _numba_blas._intel_cpu() else scipy_cblas
     assert _numba_blas.choose() == (expected, "")
     monkeypatch.setattr(_numba_blas, "_intel_cpu", lambda: False)
-    assert _numba_blas.choose() == ("matmul", "")  # MKL's generic code elsewhere: not taken
+    assert _numba_blas.choose() == (scipy_cblas, "")  # MKL's generic code elsewhere: not taken
     blas = backends.create("numba").describe("float64")["blas"]
-    assert blas["name"] == "matmul" and blas["api"] == "numba @" and blas["setting"] == "auto"
+    assert blas["name"] == scipy_cblas and blas["setting"] == "auto"
+    assert blas["api"] == ("cblas" if scipy_cblas == "scipy" else "numba @")
+
+
+@uses_numba
+def test_auto_on_intel_with_a_broken_mkl_takes_scipys_blas_with_one_line(monkeypatch):
+    from backends import _numba_blas
+
+    real_load = _numba_blas.load
+    monkeypatch.delenv("MLPBENCH_NUMBA_BLAS", raising=False)
+    monkeypatch.setattr(_numba_blas, "_intel_cpu", lambda: True)
+    monkeypatch.setattr(_numba_blas, "load", lambda name: (
+        (None, "MKL at /x/libmkl_rt.so does not load (bad ELF)") if name == "mkl"
+        else real_load(name)))
+    expected = "scipy" if real_load("scipy")[0] is not None else "matmul"
+    assert _numba_blas.choose() == (
+        expected, "mlpbench: numba does not use MKL: MKL at /x/libmkl_rt.so does not load (bad ELF)")
+    monkeypatch.setattr(_numba_blas, "load", lambda name: (
+        (None, "MKL is not installed (pip install 'mlpbench[mkl]')") if name == "mkl"
+        else real_load(name)))
+    assert _numba_blas.choose() == (expected, "")  # unasked, absent MKL is no news
 
 
 def test_unknown_setting_makes_numba_unavailable_with_one_line(numba_backend, monkeypatch):
