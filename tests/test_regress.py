@@ -12,6 +12,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -121,9 +123,17 @@ FAST = replace(SETTINGS, process_pairs=3, more_process_pairs=2, max_process_pair
                start_timeout_s=30.0, prepare_timeout_s=30.0, sample_timeout_s=5.0)
 
 
-def fake_backends(step_s: float, hang: bool = False) -> dict[str, str]:
-    return {"backends/__init__.py": FAKE_BACKENDS.format(
-        step_s=step_s, hang="time.sleep(3600)" if hang else "pass")}
+def fake_backends(step_s: float, hang: bool = False, known: list[str] | None = None,
+                  names_api: bool = False) -> dict[str, str]:
+    """The fake ``backends``; with ``known``, one that knows those names alone: told by
+    ``names()`` (``names_api``), or by ``get`` refusing the others as older commits did."""
+    text = FAKE_BACKENDS.format(step_s=step_s, hang="time.sleep(3600)" if hang else "pass")
+    if known is not None:
+        text += f"\nKNOWN = {known!r}\n" + (
+            "def names():\n    return list(KNOWN)\n" if names_api else
+            "def get(name):\n    if name not in KNOWN:\n"
+            "        raise KeyError(f'unknown backend {name!r}')\n    return Sleepy()\n")
+    return {"backends/__init__.py": text}
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +148,10 @@ def fake_project(tmp_path_factory):
     c["slower"] = commit(repo, fake_backends(0.004), "a 4 ms step")
     c["broken"] = commit(repo, {"backends/__init__.py": "def get(name:\n"}, "a syntax error")
     c["hangs"] = commit(repo, fake_backends(0.002, hang=True), "a backend that never loads")
+    c["numpy only"] = commit(repo, fake_backends(0.002, known=["numpy"]),
+                             "knows numpy alone (older API: get refuses the others)")
+    c["numpy only, names()"] = commit(repo, fake_backends(0.002, known=["numpy"], names_api=True),
+                                      "knows numpy alone (names())")
     return repo, c
 
 
@@ -196,6 +210,120 @@ def test_snapshots_are_kept_per_commit(fake_project, tmp_path):
     assert not commits.dependencies_differ(repo, c["base"], c["slower"])
 
 
+# -- the snapshot cache: pruned after each run -------------------------------------------
+
+HOUR = 3600.0
+
+
+def aged(path: Path, seconds: float) -> Path:
+    """``path`` made to look last used ``seconds`` ago."""
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+    return path
+
+
+def test_a_reused_snapshot_is_marked_used(fake_project, tmp_path):
+    repo, c = fake_project
+    tree = aged(commits.snapshot(repo, c["slower"], into=tmp_path), 5 * HOUR)
+    assert commits.snapshot(repo, c["slower"], into=tmp_path) == tree
+    assert time.time() - tree.stat().st_mtime < 60
+
+
+def test_prune_keeps_the_most_recently_used(tmp_path):
+    def snap(n: int, age: float) -> Path:
+        (tmp_path / f"{n:040x}").mkdir()
+        return aged(tmp_path / f"{n:040x}", age)
+
+    young, recent = snap(1, 600), snap(2, 2 * HOUR)
+    old = [snap(3, 3 * HOUR), snap(4, 4 * HOUR)]
+    in_use = snap(5, 9 * HOUR)  # the current run's, whatever its mtime says
+    dead_partial = aged(Path(tempfile.mkdtemp(prefix=".00000007-", dir=tmp_path)), 2 * HOUR)
+    live_partial = aged(Path(tempfile.mkdtemp(prefix=".00000008-", dir=tmp_path)), 600)
+    (tmp_path / "notes.txt").touch()
+    (tmp_path / "not-a-snapshot").mkdir()
+    others = [aged(tmp_path / "notes.txt", 9 * HOUR), aged(tmp_path / "not-a-snapshot", 9 * HOUR)]
+
+    assert sorted(commits.prune(2, HOUR, using=[in_use], into=tmp_path)) == old
+    assert sorted(tmp_path.iterdir()) == sorted([young, recent, in_use, live_partial, *others])
+    assert not dead_partial.exists()
+    # Beyond keep, one used within the grace period stays: another run may be measuring it.
+    assert commits.prune(0, HOUR, using=[in_use], into=tmp_path) == [recent]
+    assert young.is_dir() and in_use.is_dir() and live_partial.is_dir()
+
+
+def test_a_snapshot_used_while_being_removed_is_put_back(tmp_path):
+    tree = tmp_path / ("a" * 40)
+    (tree / "backends").mkdir(parents=True)
+    chosen_at = aged(tree, 5 * HOUR).stat().st_mtime
+    os.utime(tree)  # a concurrent run reuses it after prune chose it
+    assert not commits._remove(tree, chosen_at)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a" * 40]
+    assert commits._remove(tree, tree.stat().st_mtime) and not list(tmp_path.iterdir())
+
+
+def test_a_run_prunes_the_cache_to_the_most_recently_used(fake_project, capsys, monkeypatch):
+    repo, c = fake_project
+    cache = commits.cache_dir()
+    for name, age in (("slower", 3), ("broken", 4), ("hangs", 5)):
+        aged(commits.snapshot(repo, c[name]), age * HOUR)
+    aged(commits.snapshot(repo, c["base"]), 6 * HOUR)  # the oldest, but this run uses it
+    dead_partial = aged(Path(tempfile.mkdtemp(prefix=".0123abcd-", dir=cache)), 2 * HOUR)
+    monkeypatch.setattr(regress, "SETTINGS", replace(FAST, cache_keep=3))
+    status, out, err = run_cli(["--base", c["base"], "--head", c["identical"], "--backend",
+                                "numpy", "--bench", ONE_POINT], repo, capsys, monkeypatch)
+    assert status == 0, out + err
+    assert sorted(p.name for p in cache.iterdir()) == \
+        sorted(c[name] for name in ("base", "identical", "slower"))
+    assert f"removed 2 snapshot(s) used the least recently from {cache}" in out
+    assert not dead_partial.exists()
+
+
+# -- a backend one commit lacks ------------------------------------------------------------
+
+@pytest.fixture
+def default_fake(register_backend, monkeypatch):
+    """The default backends are numpy and "fake" (known and available to the tree running)."""
+    register_backend("FakeBackend")
+    monkeypatch.setattr(regress, "SETTINGS", replace(FAST, backends=("numpy", "fake")))
+
+
+@pytest.mark.parametrize("base, head, side", [("numpy only", "identical", "base"),
+                                               ("identical", "numpy only, names()", "head")])
+def test_a_default_backend_a_commit_lacks_is_skipped(base, head, side, fake_project, default_fake,
+                                                     capsys, monkeypatch, tmp_path):
+    repo, c = fake_project
+    status, out, err = run_cli(["--base", c[base], "--head", c[head], "--bench", ONE_POINT,
+                                "--output", str(tmp_path / "r.json")], repo, capsys, monkeypatch)
+    assert status == 0 and err.count("\n") == 1, out + err
+    lacking = c[base] if side == "base" else c[head]
+    assert f"backend 'fake' skipped: {side} {lacking[:8]} lacks it" in err
+    assert f"numpy {ONE_POINT}" in out and f"fake {ONE_POINT}" not in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [p["name"] for p in report["points"]] == [f"numpy {ONE_POINT}"]
+    assert "lacks it" in report["skipped"]["fake"]
+
+
+@pytest.mark.parametrize("base", ["numpy only", "numpy only, names()"])
+def test_a_named_backend_base_lacks_is_bad_input(base, fake_project, default_fake, capsys,
+                                                 monkeypatch):
+    repo, c = fake_project
+    status, out, err = run_cli(["--base", c[base], "--head", c["identical"], "--backend",
+                                "numpy,fake", "--bench", ONE_POINT], repo, capsys, monkeypatch)
+    assert status == 2 and err.count("\n") == 1, out + err
+    assert f"backend 'fake': base {c[base][:8]} lacks it (named with --backend" in err
+    assert "process pairs" not in out  # nothing was timed
+
+
+def test_no_backend_left_is_bad_input(fake_project, default_fake, capsys, monkeypatch):
+    repo, c = fake_project
+    monkeypatch.setattr(regress, "SETTINGS", replace(FAST, backends=("fake",)))
+    status, out, err = run_cli(["--base", c["numpy only"], "--head", c["identical"]], repo,
+                               capsys, monkeypatch)
+    assert status == 2 and err.count("\n") == 1, out + err
+    assert f"no point to gate: backend 'fake': base {c['numpy only'][:8]} lacks it" in err
+    assert "process pairs" not in out
+
+
 # -- real commits of this tree (slow) ----------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -247,6 +375,31 @@ def test_real_broken_commit_could_not_be_measured(history):
     done = real_gate(repo, c["base"], c["broken"])
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stdout + done.stderr
     assert f"head {c['broken'][:8]}" in done.stderr and "SyntaxError" in done.stderr
+
+
+@pytest.mark.slow
+def test_real_backend_head_adds_named_is_bad_input(history, tmp_path):
+    """Head's registry has a backend base's does not; the gate runs from head's checkout."""
+    repo, c = history
+    registry = (repo / "backends" / "__init__.py").read_text()
+    entry = '    "numpy": "backends.numpy_backend:NumpyBackend",\n'
+    assert registry.count(entry) == 1, "backends/__init__.py changed: update entry"
+    added = entry + '    "numpy-again": "backends.numpy_backend:NumpyBackend",\n'
+    git(repo, "switch", "-q", "-c", "adds", "main")
+    try:
+        head = commit(repo, {"backends/__init__.py": registry.replace(entry, added)}, "adds one")
+    finally:
+        git(repo, "switch", "-q", "main")
+    checkout = tmp_path / "head"
+    git(repo, "worktree", "add", "-q", str(checkout), head)
+    done = subprocess.run([sys.executable, "-m", "mlpbench", "regress", "--base", c["base"],
+                           "--head", head, "--backend", "numpy,numpy-again", "--bench", ONE_POINT],
+                          cwd=checkout, env=dict(os.environ, PYTHONPATH=str(checkout)),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stdout + done.stderr
+    assert (f"backend 'numpy-again': base {c['base'][:8]} lacks it (named with --backend"
+            in done.stderr)
+    assert "process pairs" not in done.stdout
 
 
 def test_uncommitted_changes_to_measured_code_are_named(fake_project, capsys, monkeypatch):

@@ -50,8 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write the report as JSON to FILE")
 
 
-def _backends(names: list[str] | None) -> tuple[list[str], list[str]]:
-    """The backends to gate, and notes on the default ones skipped (UsageError for a named one
+def _backends(names: list[str] | None) -> tuple[list[str], dict[str, str]]:
+    """The backends to gate, and why each default one skipped was (UsageError for a named one
     that is unknown or not available)."""
     if names:
         for name in names:
@@ -62,15 +62,32 @@ def _backends(names: list[str] | None) -> tuple[list[str], list[str]]:
             ok, why = backend.available()
             if not ok:
                 raise UsageError(f"backend {name!r} is not available here: {why}")
-        return names, []
-    chosen, notes = [], []
+        return names, {}
+    chosen, skipped = [], {}
     for name in SETTINGS.backends:
         ok, why = backends.create(name).available()
         if ok:
             chosen.append(name)
         else:
-            notes.append(f"{name} skipped: {why.split(';')[0]}")
-    return chosen, notes
+            skipped[name] = why.split(';')[0]
+    return chosen, skipped
+
+
+def _known_to_both(names: list[str], named: bool, trees: dict[str, Path], shas: dict[str, str],
+                   options) -> tuple[list[str], dict[str, str]]:
+    """``names`` less those a commit lacks (head adds a backend, or base's ``backends`` does not
+    know it), and why each was skipped; UsageError when one was named with --backend."""
+    lacking = runner.lacking(names, trees, options)
+    skipped = {}
+    for name in names:
+        sides = [side for side in runner.SIDES if name in lacking[side]]
+        if sides:
+            skipped[name] = (" and ".join(f"{side} {shas[side][:8]}" for side in sides)
+                             + (" lacks it" if len(sides) == 1 else " lack it"))
+    if named and skipped:
+        raise UsageError("; ".join(f"backend {name!r}: {why}" for name, why in skipped.items())
+                         + " (named with --backend; nothing measured)")
+    return [name for name in names if name not in skipped], skipped
 
 
 def _times(seconds: float | None) -> str:
@@ -100,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if output is not None and not output.parent.is_dir():
         raise UsageError(f"--output {args.output!r}: no directory {str(output.parent)!r}")
     options = replace(SETTINGS, min_effect=args.min_effect, budget_s=args.budget)
-    names, notes = _backends(args.backend)
+    names, skipped = _backends(args.backend)
     points = runner.plan(names, options.grid, args.bench)
     if not points:
         raise UsageError(f"no point to gate: backends {', '.join(names) or '(none available)'}"
@@ -111,13 +128,36 @@ def run(args: argparse.Namespace) -> int:
         commits.default_base(root, head)
     if base == head:
         raise UsageError(f"base and head are the same commit {head[:8]}; nothing to compare")
+    trees = {"base": commits.snapshot(root, base), "head": commits.snapshot(root, head)}
+    try:
+        return _gate(args, root, {"base": base, "head": head}, trees, options, names, skipped,
+                     output)
+    finally:
+        # After every run, so the cache stays bounded: two new snapshots per CI run otherwise.
+        removed = commits.prune(options.cache_keep, options.cache_grace_s, using=trees.values())
+        if removed:
+            print(f"mlpbench regress: note: removed {len(removed)} snapshot(s) used the least "
+                  f"recently from {removed[0].parent} (keeping {options.cache_keep})")
 
+
+def _gate(args, root: Path, shas: dict[str, str], trees: dict[str, Path], options,
+          names: list[str], skipped: dict[str, str], output: Path | None) -> int:
+    base, head = shas["base"], shas["head"]
+    names, lacked = _known_to_both(names, bool(args.backend), trees, shas, options)
+    points = runner.plan(names, options.grid, args.bench)
+    if not points:
+        raise UsageError("no point to gate: " + "; ".join(
+            [f"backend {name!r}: {why}" for name, why in lacked.items()]
+            + ([f"backends {', '.join(names)}, --bench {args.bench!r}"] if names else [])))
+    for name, why in lacked.items():
+        print(f"mlpbench regress: backend {name!r} skipped: {why} (measuring the others)",
+              file=sys.stderr)
     print(f"mlpbench regress: base {base[:8]} vs head {head[:8]}: {len(points)} point(s) of "
           f"{', '.join(names)}; slower means by more than {options.min_effect:.0%} at "
           f"{1 - options.alpha:.0%} confidence over all points; {options.threads} thread(s), "
           f"budget {options.budget_s:g} s", flush=True)
-    for note in notes:
-        print(f"mlpbench regress: note: {note}")
+    for name, why in skipped.items():
+        print(f"mlpbench regress: note: {name} skipped: {why}")
     dirty = uncommitted_changes(str(root))
     if dirty:
         shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
@@ -126,8 +166,6 @@ def run(args: argparse.Namespace) -> int:
     if commits.dependencies_differ(root, base, head):
         print("mlpbench regress: note: the two commits' pyproject.toml dependencies differ; "
               "both run with this environment's libraries (the gate compares the code)")
-    trees = {"base": commits.snapshot(root, base), "head": commits.snapshot(root, head)}
-    shas = {"base": base, "head": head}
     try:
         elapsed = runner.run(points, trees, shas, options)
     except runner.GateError as exc:
@@ -139,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     undecided = [p for p in points if p.verdict == stats.INCONCLUSIVE]
     status = SLOWER if slower else PASS
     if output is not None:
-        _write_report(output, shas, options, points, elapsed, status)
+        _write_report(output, shas, options, points, elapsed, status, {**skipped, **lacked})
     if undecided:
         print(f"mlpbench regress: warning: {len(undecided)} point(s) inconclusive within the "
               f"budget (too noisy to tell): {', '.join(p.name for p in undecided)}; not failed")
@@ -152,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
     return PASS
 
 
-def _write_report(path: Path, shas: dict, options, points, elapsed: float, status: int) -> None:
+def _write_report(path: Path, shas: dict, options, points, elapsed: float, status: int,
+                  skipped: dict[str, str]) -> None:
     def finite(value):
         return value if not isinstance(value, float) or math.isfinite(value) else None
 
@@ -160,5 +199,6 @@ def _write_report(path: Path, shas: dict, options, points, elapsed: float, statu
               "elapsed_s": elapsed, "settings": asdict(options),
               "python": sys.version.split()[0], "machine": platform.machine(),
               "cpu_count": os.cpu_count(), "grid": common.grid(options.grid),
+              "skipped": skipped,
               "points": [{k: finite(v) for k, v in p.report().items()} for p in points]}
     path.write_text(json.dumps(report, indent=1) + "\n")

@@ -58,6 +58,12 @@ class Settings:
     start_timeout_s: float = 300.0
     prepare_timeout_s: float = 300.0
     sample_timeout_s: float = 30.0
+    #: Commit snapshots kept in the cache (``commits.cache_dir``) after a run: the most recently
+    #: used (each use touches its folder); the rest are removed, since each is a whole tree.
+    cache_keep: int = 8
+    #: Seconds within which a snapshot used, or a partial one being written, is never removed,
+    #: even beyond ``cache_keep``: another run on this machine may be measuring or writing it.
+    cache_grace_s: float = 3600.0
 
 
 SETTINGS = Settings()

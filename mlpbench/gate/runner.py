@@ -8,11 +8,13 @@ undecided while the budget lasts.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +27,7 @@ from mlpbench import settings as common
 from mlpbench.gate import Settings, stats
 from mlpbench.workers import WorkerError, WorkerProcess
 
-__all__ = ["GateError", "Point", "SIDES", "WORKER", "Workers", "plan", "run"]
+__all__ = ["GateError", "Point", "SIDES", "WORKER", "Workers", "lacking", "plan", "run"]
 
 SIDES = ("base", "head")
 #: The worker program, from this tree (see its docstring).
@@ -83,6 +85,34 @@ def plan(backends: list[str], grid_name: str, bench: str | None) -> list[Point]:
     return [p for p in points if bench is None or re.search(bench, p.name)]
 
 
+def _environment(tree: Path, options: Settings) -> dict[str, str]:
+    """A worker's environment: one thread, the allocator's settings, the snapshot to import."""
+    env = common.pinned_environment(options.threads, os.environ)
+    env.update(options.allocator)
+    env["PYTHONPATH"] = str(tree)
+    return env
+
+
+def lacking(backends: list[str], trees: dict[str, Path], options: Settings, *,
+            python: str = sys.executable) -> dict[str, list[str]]:
+    """For each side, the ``backends`` its snapshot does not know (one that head adds, or
+    removes), asked before any timing. A snapshot that cannot tell (its ``backends`` does not
+    import, the question timed out) lacks none here: its workers then fail saying why."""
+    def ask(side: str) -> list[str]:
+        try:
+            done = subprocess.run([python, str(WORKER), "--lacks", ",".join(backends)],
+                                  env=_environment(trees[side], options), cwd=str(trees[side]),
+                                  capture_output=True, text=True,
+                                  timeout=options.start_timeout_s)
+            return list(json.loads(done.stdout.strip().splitlines()[-1])["lacks"]) \
+                if done.returncode == 0 else []
+        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError, KeyError, TypeError):
+            return []
+
+    with ThreadPoolExecutor(len(SIDES)) as pool:
+        return dict(zip(SIDES, pool.map(ask, SIDES)))
+
+
 class Workers:
     """A base worker and a head worker of one backend, started at once; a context manager."""
 
@@ -93,9 +123,7 @@ class Workers:
         self.logs = {side: tempfile.TemporaryFile("w+b") for side in SIDES}
         self.workers: dict[str, WorkerProcess] = {}
         for side in SIDES:
-            env = common.pinned_environment(options.threads, os.environ)
-            env.update(options.allocator)
-            env["PYTHONPATH"] = str(trees[side])
+            env = _environment(trees[side], options)
             self.workers[side] = WorkerProcess([python, str(WORKER), backend], env=env,
                                                cwd=str(trees[side]), stderr=self.logs[side])
             if cpu is not None:

@@ -12,12 +12,16 @@ request, so the parent can start base and head side by side. Requests:
   and step, warmed up; ``step_s``, one step's seconds, measured for about ``probe_s``;
 - ``{"op": "sample", "steps"}``: ``seconds`` of that many back-to-back steps, ended by the
   backend's synchronize on the last step's outputs.
+
+``python .../worker.py --lacks NAME[,NAME]`` instead prints ``{"lacks": [...]}``, the names the
+snapshot's ``backends`` does not know, importing no backend's library (asked before any timing).
 """
 from __future__ import annotations
 
 import contextlib
 import importlib.util
 import inspect
+import json
 import math
 import os
 import sys
@@ -49,6 +53,20 @@ def create_backend(name: str):
     return make(name)
 
 
+def lacks(name: str) -> bool:
+    """Whether the snapshot's ``backends`` does not know ``name``: not in its ``names()``, or,
+    in commits without it, refused by its registry's lookup (a KeyError, as UnknownBackend is)."""
+    import backends
+
+    if hasattr(backends, "names"):
+        return name not in backends.names()
+    try:
+        create_backend(name)
+    except KeyError:
+        return True
+    return False
+
+
 def synchronizer(backend):
     """``sync(W, S, loss)``: the backend's synchronize on the step's outputs, or without
     arguments in commits whose synchronize takes none."""
@@ -69,6 +87,9 @@ class GateWorker:
             import backends
 
             self.origin = str(Path(backends.__file__).resolve().parent.parent)
+            if lacks(backend_name):
+                self.error = f"this commit lacks backend {backend_name!r}"
+                return
             self.backend = create_backend(backend_name)
             ok, why = self.backend.available()
             if not ok:
@@ -137,8 +158,13 @@ class GateWorker:
 
 
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--lacks":
+        # A snapshot whose backends does not import lacks nothing here: its workers say why.
+        print(json.dumps({"lacks": [n for n in sys.argv[2].split(",") if lacks(n)]}))
+        return
     if len(sys.argv) != 2:
-        sys.exit("usage: python worker.py BACKEND  (started by mlpbench regress)")
+        sys.exit("usage: python worker.py BACKEND | --lacks NAME[,NAME]  "
+                 "(started by mlpbench regress)")
     os.dup2(1, 2)  # the parent keeps stdout as this worker's log; its last line explains a death
     worker = GateWorker(sys.argv[1])
     _load_workers().serve(worker.handle)
