@@ -63,8 +63,7 @@ class _ExternalFunction(types.ExternalFunction):
 register_default(_ExternalFunction)(models.OpaqueModel)  # as Numba's own ExternalFunction
 
 
-# Module globals, not closure cells: Numba caches code calling these (a closure over one is
-# keyed anew in every process).
+# Module globals: compiled code names them; each process binds the names (``Library.register``).
 _MKL_SGEMM = _ExternalFunction("mlpbench_mkl_cblas_sgemm", _signature(types.float32))
 _MKL_DGEMM = _ExternalFunction("mlpbench_mkl_cblas_dgemm", _signature(types.float64))
 _SCIPY_SGEMM = _ExternalFunction("mlpbench_scipy_cblas_sgemm", _signature(types.float32))
@@ -90,8 +89,7 @@ def _written(out, c):
     return c
 
 
-# One gemm per library and dtype, each naming its function as a module global: a closure
-# over a dispatcher calling an external function is keyed anew in every process (no cache).
+# One gemm per library and dtype, each naming its function as a module global.
 
 @stable_njit
 def _mkl_sgemm(alpha, a, trans_a, b, trans_b, beta, c):

@@ -23,6 +23,15 @@ def _load_blas() -> None:
         pass
 
 
+def _pieces(blas: str, dtype: str) -> dict:
+    """The pieces replaced in the step: Numba's ``@`` ones, or those on library ``blas``'s gemm."""
+    from backends import _numba_blas, _numba_pieces
+
+    if blas != "matmul" and _numba_blas.load(blas)[0] is not None:
+        return _numba_pieces.blas_pieces(_numba_blas.gemm_for(blas, dtype))
+    return _numba_pieces.PIECES  # SciPy's BLAS without CBLAS products: Numba's @ calls it
+
+
 class NumbaBackend(Backend):
     """numpy arrays in, the step of ``kernels.make_step`` compiled as one Numba function.
 
@@ -77,15 +86,12 @@ class NumbaBackend(Backend):
                       dtype: str = "float64") -> Any:
         """The Numba-compiled ``train_step`` (a dispatcher) built by ``make_step`` on library
         ``blas``'s gemm in ``dtype`` (``matmul``: Numba's ``@``, any dtype), once per process."""
-        from backends import _numba_blas, _numba_pieces
+        from backends import _numba_pieces
 
-        if blas != "matmul" and _numba_blas.load(blas)[0] is None:
-            blas = "matmul"  # SciPy's BLAS without CBLAS products: Numba's @ calls it
         key = (make_step, blas, None if blas == "matmul" else dtype)
         if key not in self._steps:
-            pieces = (_numba_pieces.PIECES if blas == "matmul"
-                      else _numba_pieces.blas_pieces(_numba_blas.gemm_for(blas, dtype)))
-            self._steps[key] = make_step(np, jit=_numba_pieces.stable_njit, **pieces).train_step
+            self._steps[key] = make_step(np, jit=_numba_pieces.stable_njit,
+                                         **_pieces(blas, dtype)).train_step
         return self._steps[key]
 
     def prepare(self, make_step: Callable, *, lr: float, dtype: str) -> PreparedStep:
@@ -118,12 +124,16 @@ class NumbaBackend(Backend):
                 "blas": {**_numba_blas.facts(blas), "setting": _numba_blas.requested()}}
 
     def prepare_pieces(self, make_pieces: Callable, *, lr: float, dtype: str) -> dict[str, Callable]:
-        """The compiled step's own pieces (``_numba_pieces``, ``grad_h`` by Numba's ``@``), each
-        compiled alone; ``weight_update`` writes over P and ``relu_backward`` over grad_h, as in the step."""
-        from backends import _numba_pieces
+        """The compiled step's own pieces (``_numba_pieces``, on the BLAS ``prepare`` chooses;
+        ``grad_h`` by Numba's ``@``), each compiled alone; ``weight_update`` writes over P and
+        ``relu_backward`` over grad_h, as in the step."""
+        from backends import _numba_blas, _numba_pieces
+
+        blas, warning = _numba_blas.choose()
+        _numba_blas.warn(warning)
 
         def numba_pieces(xp):
-            return make_pieces(xp, jit=_numba_pieces.stable_njit, **_numba_pieces.PIECES)
+            return make_pieces(xp, jit=_numba_pieces.stable_njit, **_pieces(blas, dtype))
 
         return super().prepare_pieces(numba_pieces, lr=lr, dtype=dtype)
 

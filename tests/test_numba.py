@@ -405,6 +405,18 @@ def test_auto_takes_mkl_on_an_intel_cpu_only(monkeypatch):
 
 
 @uses_numba
+@pytest.mark.parametrize("library", ["matmul", "scipy"])
+def test_pieces_are_the_steps_own_on_the_chosen_blas(numba_backend, monkeypatch, library):
+    """`mlpbench pieces` times what the step runs: the pieces on the BLAS the step chose."""
+    from kernels import resolve_pieces
+
+    monkeypatch.setenv("MLPBENCH_NUMBA_BLAS", library)
+    pieces = numba_backend.prepare_pieces(resolve_pieces, lr=1e-3, dtype="float64")
+    expected = "forward" if library == "matmul" else "blas_pieces.<locals>.blas_forward"
+    assert pieces["forward"].py_func.__qualname__ == expected
+
+
+@uses_numba
 def test_auto_on_intel_with_a_broken_mkl_takes_scipys_blas_with_one_line(monkeypatch):
     from backends import _numba_blas
 
