@@ -89,39 +89,24 @@ def _written(out, c):
     return c
 
 
-# One gemm per library and dtype, each naming its function as a module global.
+def _gemm(external: _ExternalFunction) -> Callable:
+    """The compiled ``gemm(alpha, a, trans_a, b, trans_b, beta, c)`` over CBLAS function ``external``.
 
-@stable_njit
-def _mkl_sgemm(alpha, a, trans_a, b, trans_b, beta, c):
-    ta, tb, m, n, k, a, b, out = _operands(a, trans_a, b, trans_b, c)
-    _MKL_SGEMM(_ROW_MAJOR, ta, tb, m, n, k, alpha, a.ctypes, max(1, a.shape[1]), b.ctypes,
-               max(1, b.shape[1]), beta, out.ctypes, max(1, out.shape[1]))
-    return _written(out, c)
+    Cached on disk as a module-level function would be: ``_ExternalFunction`` pickles the same
+    in every process, and ``stable_njit`` keys the closure on its symbol's name.
+    """
 
-
-@stable_njit
-def _mkl_dgemm(alpha, a, trans_a, b, trans_b, beta, c):
-    ta, tb, m, n, k, a, b, out = _operands(a, trans_a, b, trans_b, c)
-    _MKL_DGEMM(_ROW_MAJOR, ta, tb, m, n, k, alpha, a.ctypes, max(1, a.shape[1]), b.ctypes,
-               max(1, b.shape[1]), beta, out.ctypes, max(1, out.shape[1]))
-    return _written(out, c)
-
-
-@stable_njit
-def _scipy_sgemm(alpha, a, trans_a, b, trans_b, beta, c):
-    ta, tb, m, n, k, a, b, out = _operands(a, trans_a, b, trans_b, c)
-    _SCIPY_SGEMM(_ROW_MAJOR, ta, tb, m, n, k, alpha, a.ctypes, max(1, a.shape[1]), b.ctypes,
+    def gemm(alpha, a, trans_a, b, trans_b, beta, c):
+        ta, tb, m, n, k, a, b, out = _operands(a, trans_a, b, trans_b, c)
+        external(_ROW_MAJOR, ta, tb, m, n, k, alpha, a.ctypes, max(1, a.shape[1]), b.ctypes,
                  max(1, b.shape[1]), beta, out.ctypes, max(1, out.shape[1]))
-    return _written(out, c)
+        return _written(out, c)
+
+    return stable_njit(gemm)
 
 
-@stable_njit
-def _scipy_dgemm(alpha, a, trans_a, b, trans_b, beta, c):
-    ta, tb, m, n, k, a, b, out = _operands(a, trans_a, b, trans_b, c)
-    _SCIPY_DGEMM(_ROW_MAJOR, ta, tb, m, n, k, alpha, a.ctypes, max(1, a.shape[1]), b.ctypes,
-                 max(1, b.shape[1]), beta, out.ctypes, max(1, out.shape[1]))
-    return _written(out, c)
-
+_mkl_sgemm, _mkl_dgemm = _gemm(_MKL_SGEMM), _gemm(_MKL_DGEMM)
+_scipy_sgemm, _scipy_dgemm = _gemm(_SCIPY_SGEMM), _gemm(_SCIPY_DGEMM)
 
 _GEMMS = {("mkl", "float32"): _mkl_sgemm, ("mkl", "float64"): _mkl_dgemm,
           ("scipy", "float32"): _scipy_sgemm, ("scipy", "float64"): _scipy_dgemm}

@@ -41,6 +41,8 @@ def _fingerprint(obj: Any) -> str:
         cells = tuple(_fingerprint(c.cell_contents) for c in obj.__closure__ or ())
         parts = (obj.__module__, obj.__qualname__, hashlib.sha256(source).hexdigest(), cells)
         return hashlib.sha256(repr(parts).encode()).hexdigest()
+    if isinstance(obj, numba.core.types.Type):  # a Numba type is named by what it is
+        return f"numba type {obj!r}"
     if isinstance(obj, types.ModuleType):
         return f"module {obj.__name__}"
     if isinstance(obj, (int, float, str, bytes, bool, type(None))):

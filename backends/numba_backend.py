@@ -27,9 +27,18 @@ def _pieces(blas: str, dtype: str) -> dict:
     """The pieces replaced in the step: Numba's ``@`` ones, or those on library ``blas``'s gemm."""
     from backends import _numba_blas, _numba_pieces
 
-    if blas != "matmul" and _numba_blas.load(blas)[0] is not None:
-        return _numba_pieces.blas_pieces(_numba_blas.gemm_for(blas, dtype))
-    return _numba_pieces.PIECES  # SciPy's BLAS without CBLAS products: Numba's @ calls it
+    if blas == "matmul":
+        return _numba_pieces.PIECES
+    return _numba_pieces.blas_pieces(_numba_blas.gemm_for(blas, dtype))
+
+
+def _chosen_blas() -> str:
+    """The products' library for this process (``_numba_blas.choose``), its warning said once."""
+    from backends import _numba_blas
+
+    blas, warning = _numba_blas.choose()
+    _numba_blas.warn(warning)
+    return blas
 
 
 class NumbaBackend(Backend):
@@ -101,11 +110,7 @@ class NumbaBackend(Backend):
         a training loop (as the jax backend donates them); the caller's first W and S are
         copied, and stay as they were. Keep a copy of an intermediate W or S you need later.
         """
-        from backends import _numba_blas
-
-        blas, warning = _numba_blas.choose()
-        _numba_blas.warn(warning)
-        train_step = self.compiled_step(make_step, blas, dtype)
+        train_step = self.compiled_step(make_step, _chosen_blas(), dtype)
         lr_ = self.scalar(lr, dtype)
         to_dtype = np.dtype(dtype).type
 
@@ -127,10 +132,9 @@ class NumbaBackend(Backend):
         """The compiled step's own pieces (``_numba_pieces``, on the BLAS ``prepare`` chooses;
         ``grad_h`` by Numba's ``@``), each compiled alone; ``weight_update`` writes over P and
         ``relu_backward`` over grad_h, as in the step."""
-        from backends import _numba_blas, _numba_pieces
+        from backends import _numba_pieces
 
-        blas, warning = _numba_blas.choose()
-        _numba_blas.warn(warning)
+        blas = _chosen_blas()
 
         def numba_pieces(xp):
             return make_pieces(xp, jit=_numba_pieces.stable_njit, **_pieces(blas, dtype))
