@@ -1,4 +1,4 @@
-"""The BLAS the numba backend's products call from nopython code: MKL (the ``mkl`` package) or SciPy's.
+"""The BLAS the numba backend's products call from nopython code: MKL, AMD's AOCL-BLAS or SciPy's.
 
 Each library's ``cblas_sgemm``/``cblas_dgemm`` is found with ctypes and registered with
 LLVM under a name of ours (``llvmlite.binding.add_symbol``); compiled code calls that name
@@ -8,11 +8,12 @@ library it loaded. That function pickles as its name and signature (``_ExternalF
 so the step built on it is found in Numba's disk cache by the next process, as the rest.
 Transposes are BLAS flags on the stored C-contiguous arrays: nothing is copied.
 
-``MLPBENCH_NUMBA_BLAS`` chooses (``choose``): ``auto`` (default: MKL on an Intel CPU where
-it loads, else ``scipy``), ``mkl``, ``scipy`` (SciPy's BLAS by CBLAS gemm, the update
-fused) or ``matmul`` (Numba's own ``@`` on SciPy's BLAS).
-``MLPBENCH_MKL_LIBRARY`` names the ``mkl_rt`` library file to load instead of the ``mkl``
-package's.
+``MLPBENCH_NUMBA_BLAS`` chooses (``choose``): ``auto`` (default: the CPU maker's library where
+it loads, MKL on Intel's, AOCL-BLAS on AMD's, measured against SciPy's for each product at
+the step's sizes by ``pick``; else ``scipy``), ``mkl``, ``aocl``, ``scipy`` (SciPy's BLAS by
+CBLAS gemm, the update fused) or ``matmul`` (Numba's own ``@`` on SciPy's BLAS).
+``MLPBENCH_MKL_LIBRARY`` and ``MLPBENCH_AOCL_LIBRARY`` name the library file to load instead
+of the ``mkl`` or ``aoclda`` package's.
 This module imports numba at the top: import it only through ``backends.numba_backend``.
 """
 from __future__ import annotations
@@ -20,8 +21,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import glob
 import os
+import re
+import statistics
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -32,12 +37,15 @@ from numba.core.datamodel import models, register_default
 
 from backends._numba_pieces import stable_njit
 
-__all__ = ["CHOICES", "MKL_SETTING", "SETTING", "Library", "choose", "facts", "gemm_for",
-           "load", "requested", "warn"]
+__all__ = ["AOCL_SETTING", "CHOICES", "MKL_SETTING", "SETTING", "Library", "Products", "choose",
+           "facts", "gemm_for", "load", "pick", "requested", "warn"]
 
 SETTING = "MLPBENCH_NUMBA_BLAS"
 MKL_SETTING = "MLPBENCH_MKL_LIBRARY"
-CHOICES = ("auto", "mkl", "scipy", "matmul")
+AOCL_SETTING = "MLPBENCH_AOCL_LIBRARY"
+CHOICES = ("auto", "mkl", "aocl", "scipy", "matmul")
+#: The CPU makers' own BLAS, by the names messages give them.
+_LABELS = {"mkl": "MKL", "aocl": "AOCL-BLAS"}
 #: CBLAS constants (cblas.h).
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
@@ -68,6 +76,8 @@ _MKL_SGEMM = _ExternalFunction("mlpbench_mkl_cblas_sgemm", _signature(types.floa
 _MKL_DGEMM = _ExternalFunction("mlpbench_mkl_cblas_dgemm", _signature(types.float64))
 _SCIPY_SGEMM = _ExternalFunction("mlpbench_scipy_cblas_sgemm", _signature(types.float32))
 _SCIPY_DGEMM = _ExternalFunction("mlpbench_scipy_cblas_dgemm", _signature(types.float64))
+_AOCL_SGEMM = _ExternalFunction("mlpbench_aocl_cblas_sgemm", _signature(types.float32))
+_AOCL_DGEMM = _ExternalFunction("mlpbench_aocl_cblas_dgemm", _signature(types.float64))
 
 
 @stable_njit
@@ -107,8 +117,10 @@ def _gemm(external: _ExternalFunction) -> Callable:
 
 _mkl_sgemm, _mkl_dgemm = _gemm(_MKL_SGEMM), _gemm(_MKL_DGEMM)
 _scipy_sgemm, _scipy_dgemm = _gemm(_SCIPY_SGEMM), _gemm(_SCIPY_DGEMM)
+_aocl_sgemm, _aocl_dgemm = _gemm(_AOCL_SGEMM), _gemm(_AOCL_DGEMM)
 
 _GEMMS = {("mkl", "float32"): _mkl_sgemm, ("mkl", "float64"): _mkl_dgemm,
+          ("aocl", "float32"): _aocl_sgemm, ("aocl", "float64"): _aocl_dgemm,
           ("scipy", "float32"): _scipy_sgemm, ("scipy", "float64"): _scipy_dgemm}
 
 
@@ -156,20 +168,33 @@ def _address(handle: ctypes.CDLL, *names: str) -> int | None:
     return None
 
 
+def _package_file(package: str, prefixes: tuple[str, ...]) -> str | None:
+    """The file of installed ``package`` whose name starts with one of ``prefixes``."""
+    from importlib import metadata
+
+    try:
+        files = metadata.files(package) or []
+    except metadata.PackageNotFoundError:
+        files = []
+    for file in files:
+        if file.name.startswith(prefixes):
+            return str(file.locate().resolve())
+    return None
+
+
 def _mkl_path() -> str | None:
     """The mkl_rt library: the setting's, else the ``mkl`` package's, else the system's."""
     if os.environ.get(MKL_SETTING):
         return os.environ[MKL_SETTING]
-    from importlib import metadata
+    return (_package_file("mkl", ("libmkl_rt.so", "libmkl_rt.dylib", "mkl_rt"))
+            or ctypes.util.find_library("mkl_rt"))
 
-    try:
-        files = metadata.files("mkl") or []
-    except metadata.PackageNotFoundError:
-        files = []
-    for file in files:
-        if file.name.startswith(("libmkl_rt.so", "libmkl_rt.dylib", "mkl_rt")):
-            return str(file.locate().resolve())
-    return ctypes.util.find_library("mkl_rt")
+
+def _cblas(name: str, path: str, handle: ctypes.CDLL) -> tuple[Library | None, str]:
+    sgemm, dgemm = _address(handle, "cblas_sgemm"), _address(handle, "cblas_dgemm")
+    if sgemm is None or dgemm is None:
+        return None, f"{path} has no cblas_sgemm/cblas_dgemm"
+    return Library(name, path, sgemm, dgemm, handle), ""
 
 
 def _load_mkl() -> tuple[Library | None, str]:
@@ -181,10 +206,32 @@ def _load_mkl() -> tuple[Library | None, str]:
         handle = ctypes.CDLL(path)
     except OSError as exc:
         return None, f"MKL at {path} does not load ({exc})"
-    sgemm, dgemm = _address(handle, "cblas_sgemm"), _address(handle, "cblas_dgemm")
-    if sgemm is None or dgemm is None:
-        return None, f"{path} has no cblas_sgemm/cblas_dgemm"
-    return Library("mkl", path, sgemm, dgemm, handle), ""
+    return _cblas("mkl", path, handle)
+
+
+def _aocl_path() -> str | None:
+    """AOCL-BLAS (libblis-mt): the setting's, else the ``aoclda`` package's, else the system's."""
+    if os.environ.get(AOCL_SETTING):
+        return os.environ[AOCL_SETTING]
+    return _package_file("aoclda", ("libblis-mt",)) or ctypes.util.find_library("blis-mt")
+
+
+def _load_aocl() -> tuple[Library | None, str]:
+    """(AOCL-BLAS, "") when it loads; (None, why) when it is missing or broken.
+
+    The ``aoclda`` wheel's libblis-mt needs the LLVM OpenMP runtime beside it and has no
+    search path of its own: that runtime is loaded first, from the same folder.
+    """
+    path = _aocl_path()
+    if path is None:
+        return None, "AOCL-BLAS is not installed (pip install 'mlpbench[aocl]')"
+    try:
+        for runtime in sorted(glob.glob(os.path.join(os.path.dirname(path), "libomp*.so*"))):
+            ctypes.CDLL(runtime, mode=ctypes.RTLD_GLOBAL)
+        handle = ctypes.CDLL(path)
+    except OSError as exc:
+        return None, f"AOCL-BLAS at {path} does not load ({exc})"
+    return _cblas("aocl", path, handle)
 
 
 def _file_of(address: int) -> str | None:
@@ -222,49 +269,177 @@ def _load_scipy() -> tuple[Library | None, str]:
     return Library("scipy", path, sgemm, dgemm, handle), ""
 
 
+#: The OpenMP runtime each library threads with, by the file names it is mapped under. Intel's
+#: and LLVM's deadlock in one process (at exit, here): a library whose runtime would meet the
+#: other one is not loaded.
+_OPENMP = {"mkl": ("Intel OpenMP", re.compile(r"libiomp5")),
+           "aocl": ("LLVM OpenMP", re.compile(r"libomp(-[0-9a-f]+)?\.so"))}
+
+
+def _openmp_clash(name: str) -> str:
+    """Why library ``name`` must not be loaded here ("" where it may): the other OpenMP is in."""
+    if name not in _OPENMP:
+        return ""
+    try:
+        with open("/proc/self/maps") as f:
+            mapped = {os.path.basename(line.split()[-1]) for line in f if "/" in line}
+    except OSError:
+        return ""
+    for other, (runtime, pattern) in _OPENMP.items():
+        if other != name and any(pattern.match(file) for file in mapped):
+            return (f"{_LABELS[name]} is not loaded: {runtime} ({_LABELS[other]}'s) is in this "
+                    f"process, and {_OPENMP[name][0]} beside it deadlocks")
+    return ""
+
+
 @functools.lru_cache(maxsize=None)
 def load(name: str) -> tuple[Library | None, str]:
-    """Library ``name`` ("mkl" or "scipy") loaded and registered once per process, or (None, why)."""
-    library, why = {"mkl": _load_mkl, "scipy": _load_scipy}[name]()
+    """Library ``name`` ("mkl", "aocl" or "scipy") loaded and registered once per process, or (None, why)."""
+    clash = _openmp_clash(name)
+    if clash:
+        return None, clash
+    library, why = {"mkl": _load_mkl, "aocl": _load_aocl, "scipy": _load_scipy}[name]()
     if library is not None:
         library.register()
     return library, why
 
 
+def _cpu_vendor() -> str:
+    """The CPU's maker as /proc/cpuinfo names it ("GenuineIntel", "AuthenticAMD"), or ""."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
 def _intel_cpu() -> bool:
     """Whether the CPU is Intel's (MKL runs its generic code elsewhere: measured slower than
     OpenBLAS on an AMD EPYC, docs/numba-blas.md)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return any(line.startswith("vendor_id") and "GenuineIntel" in line for line in f)
-    except OSError:
-        return False
+    return _cpu_vendor() == "GenuineIntel"
 
 
-def choose() -> tuple[str, str]:
-    """The products' library for this process, and a warning line or "".
+def _amd_cpu() -> bool:
+    return _cpu_vendor() == "AuthenticAMD"
 
-    ``matmul`` is Numba's own ``@`` (SciPy's BLAS); ``scipy`` and ``mkl`` call that library's
-    CBLAS gemm directly, the SGD update fused into it; all are cached on disk. ``auto`` takes
-    MKL on an Intel CPU where it loads, else SciPy's BLAS by its CBLAS gemm, else ``matmul``
-    (docs/numba-blas.md: measured). A library that does not load where it was asked for, or
-    an installed MKL that is broken, falls back with one warning line.
+
+def choose() -> tuple[tuple[str, ...], str]:
+    """The libraries the products may call in this process, preferred first; a warning line or "".
+
+    ``matmul`` is Numba's own ``@`` (SciPy's BLAS); the others call that library's CBLAS
+    gemm directly, the SGD update fused into it; all are cached on disk. ``auto`` offers the
+    CPU maker's library where it loads (MKL on Intel's, AOCL-BLAS on AMD's) and SciPy's BLAS
+    by its CBLAS gemm, and ``pick`` measures which is faster for each product; without the
+    maker's library, SciPy's alone, else ``matmul``. A library that does not load where it
+    was asked for, or an installed maker's library that is broken, falls back with one line.
     """
     choice = requested()
     if choice == "matmul":
-        return "matmul", ""
+        return ("matmul",), ""
     if choice != "auto":
         library, why = load(choice)
-        return (choice, "") if library is not None else (
-            "matmul", f"mlpbench: numba uses Numba's @ on SciPy's BLAS: {why}")
-    warning = ""
-    if _intel_cpu():
-        library, why = load("mkl")
-        if library is not None:
-            return "mkl", ""
-        if not why.startswith("MKL is not installed"):  # unasked, absent MKL is no news
-            warning = f"mlpbench: numba does not use MKL: {why}"
-    return ("scipy" if load("scipy")[0] is not None else "matmul"), warning
+        return ((choice,), "") if library is not None else (
+            ("matmul",), f"mlpbench: numba uses Numba's @ on SciPy's BLAS: {why}")
+    scipy = "scipy" if load("scipy")[0] is not None else "matmul"
+    maker = "mkl" if _intel_cpu() else "aocl" if _amd_cpu() else None
+    if maker is None:
+        return (scipy,), ""
+    library, why = load(maker)
+    if library is None:
+        # unasked, an absent library is no news
+        warning = "" if "is not installed" in why else (
+            f"mlpbench: numba does not use {_LABELS[maker]}: {why}")
+        return (scipy,), warning
+    return ((maker, scipy) if scipy == "scipy" else (maker,)), ""
+
+
+@dataclass(frozen=True)
+class Products:
+    """The library of each of the step's products at one size, and what ``pick`` measured.
+
+    ``forward`` computes ``x @ W`` and ``h @ S``; ``update`` the two fused weight updates.
+    ``seconds``: {"forward"|"update": {library: median seconds of one product}}, empty where
+    nothing was measured (one library offered, or a batch of one, which runs Numba's ``@``).
+    """
+
+    forward: str
+    update: str
+    sizes: tuple[int, int, int]
+    seconds: dict = field(default_factory=dict)
+
+    def record(self) -> dict:
+        return {"forward": self.forward, "update": self.update, "sizes": list(self.sizes),
+                "seconds": self.seconds}
+
+
+#: A library other than the preferred one is picked for a product only when it is this much
+#: faster: within it the two are even, and the pick should not turn on the noise.
+MARGIN = 0.05
+#: Alternated rounds per product and library, and the least time one round runs for.
+_ROUNDS, _MIN_ROUND_S = 5, 1e-3
+
+
+def _cblas_caller(library: Library, dtype: str) -> Callable:
+    real = ctypes.c_double if dtype == "float64" else ctypes.c_float
+    prototype = ctypes.CFUNCTYPE(None, *[ctypes.c_int] * 6, real, ctypes.c_void_p, ctypes.c_int,
+                                 ctypes.c_void_p, ctypes.c_int, real, ctypes.c_void_p, ctypes.c_int)
+    return prototype(library.dgemm if dtype == "float64" else library.sgemm)
+
+
+def _median_seconds(calls: dict[str, Callable[[], None]]) -> dict[str, float]:
+    """Median seconds of one call of each, the calls alternated round by round."""
+    repeats = {}
+    for name, call in calls.items():
+        call()  # the first call may set the library up
+        start = time.perf_counter()
+        call()
+        repeats[name] = max(1, int(_MIN_ROUND_S / max(time.perf_counter() - start, 1e-9)) + 1)
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    names = list(calls)
+    for round_ in range(_ROUNDS):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            call, n = calls[name], repeats[name]
+            start = time.perf_counter()
+            for _ in range(n):
+                call()
+            times[name].append((time.perf_counter() - start) / n)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def pick(offered: tuple[str, ...], dtype: str, batch: int, n_in: int, hidden: int) -> Products:
+    """Which of the ``offered`` libraries computes each product of the step at these sizes.
+
+    Each product is timed as the step runs it (``x @ W``; ``W -= a x.T @ g``, fused), by the
+    libraries' CBLAS gemm on arrays of the step's sizes, in this process's threads; the
+    preferred library (first) keeps a product unless another is ``MARGIN`` faster.
+    """
+    sizes = (batch, n_in, hidden)
+    if len(offered) == 1 or batch == 1:
+        return Products(offered[0], offered[0], sizes)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, n_in)).astype(dtype)
+    g = rng.standard_normal((batch, hidden)).astype(dtype)
+    W = rng.standard_normal((n_in, hidden)).astype(dtype)
+    u = np.empty((batch, hidden), dtype)
+    forward, update = {}, {}
+    for name in offered:
+        gemm = _cblas_caller(load(name)[0], dtype)
+        forward[name] = functools.partial(
+            gemm, _ROW_MAJOR, _NO_TRANS, _NO_TRANS, batch, hidden, n_in, 1.0, x.ctypes.data,
+            n_in, W.ctypes.data, hidden, 0.0, u.ctypes.data, hidden)
+        update[name] = functools.partial(  # a small step: W stays near where it was
+            gemm, _ROW_MAJOR, _TRANS, _NO_TRANS, n_in, hidden, batch, -1e-6, x.ctypes.data, n_in,
+            g.ctypes.data, hidden, 1.0, W.ctypes.data, hidden)
+    seconds = {"forward": _median_seconds(forward), "update": _median_seconds(update)}
+
+    def fastest(times: dict[str, float]) -> str:
+        best = min(times, key=times.get)
+        return offered[0] if times[offered[0]] <= times[best] * (1 + MARGIN) else best
+
+    return Products(fastest(seconds["forward"]), fastest(seconds["update"]), sizes, seconds)
 
 
 def facts(name: str) -> dict:

@@ -194,13 +194,16 @@ def weight_update(P, a, grad_out, lr):
     return _outer_update(P, a, grad_out, lr)
 
 
-def blas_pieces(gemm: Callable) -> dict[str, Callable]:
-    """The products' pieces on ``gemm(alpha, a, trans_a, b, trans_b, beta, c)`` of one BLAS and dtype.
+def blas_pieces(gemm: Callable, update_gemm: Callable | None = None) -> dict[str, Callable]:
+    """The products' pieces on ``gemm(alpha, a, trans_a, b, trans_b, beta, c)`` of a BLAS in one dtype.
 
-    The update is fused into its product as torch's ``addmm_`` does: ``P = -lr a.T @ grad_out
-    + 1 P`` in one gemm over P, no gradient written out. A batch of one keeps the pieces of
-    Numba's ``@`` and their loops: a one-row gemm made the step 1.9-3.4x slower (docs/numba-blas.md).
+    ``gemm`` computes the forward products, ``update_gemm`` (by default ``gemm``; another
+    library's, where that one is faster there) the weight gradients and updates. The update
+    is fused into its product as torch's ``addmm_`` does: ``P = -lr a.T @ grad_out + 1 P`` in
+    one gemm over P, no gradient written out. A batch of one keeps the pieces of Numba's
+    ``@`` and their loops: a one-row gemm made the step 1.9-3.4x slower (docs/numba-blas.md).
     """
+    update_gemm = gemm if update_gemm is None else update_gemm
 
     def blas_forward(x, W, S):
         if x.shape[0] == 1:
@@ -216,12 +219,12 @@ def blas_pieces(gemm: Callable) -> dict[str, Callable]:
             return weight_gradient(a, grad_out)
         one, zero = a.dtype.type(1), a.dtype.type(0)
         out = np.empty((a.shape[1], grad_out.shape[1]), a.dtype)
-        return gemm(one, a, True, grad_out, False, zero, out)
+        return update_gemm(one, a, True, grad_out, False, zero, out)
 
     def weight_update(P, a, grad_out, lr):
         if a.shape[0] == 1:
             return _outer_update(P, a, grad_out, lr)
-        return gemm(-lr, a, True, grad_out, False, P.dtype.type(1), P)
+        return update_gemm(-lr, a, True, grad_out, False, P.dtype.type(1), P)
 
     return {"forward": stable_njit(blas_forward), "loss_and_grad": loss_and_grad,
             "relu_backward": relu_backward, "weight_gradient": stable_njit(blas_weight_gradient),

@@ -12,7 +12,7 @@ __all__ = ["NumbaBackend"]
 
 
 def _load_blas() -> None:
-    """Load the BLAS the step may call (SciPy's, not always numpy's; MKL), so threadpoolctl sees them."""
+    """Load the BLAS the step may call (SciPy's, not always numpy's; MKL; AOCL-BLAS), so threadpoolctl sees them."""
     import scipy.linalg.cython_blas  # noqa: F401
 
     from backends import _numba_blas
@@ -23,22 +23,25 @@ def _load_blas() -> None:
         pass
 
 
-def _pieces(blas: str, dtype: str) -> dict:
-    """The pieces replaced in the step: Numba's ``@`` ones, or those on library ``blas``'s gemm."""
+def _pieces(blas: str | tuple[str, str], dtype: str) -> dict:
+    """The pieces replaced in the step: Numba's ``@`` ones, or those on the gemm of library
+    ``blas`` (or of a pair: the forward products' library, the updates')."""
     from backends import _numba_blas, _numba_pieces
 
-    if blas == "matmul":
+    forward, update = (blas, blas) if isinstance(blas, str) else blas
+    if forward == "matmul":
         return _numba_pieces.PIECES
-    return _numba_pieces.blas_pieces(_numba_blas.gemm_for(blas, dtype))
+    return _numba_pieces.blas_pieces(_numba_blas.gemm_for(forward, dtype),
+                                     _numba_blas.gemm_for(update, dtype))
 
 
-def _chosen_blas() -> str:
-    """The products' library for this process (``_numba_blas.choose``), its warning said once."""
+def _offered_blas() -> tuple[str, ...]:
+    """The products' libraries for this process (``_numba_blas.choose``), its warning said once."""
     from backends import _numba_blas
 
-    blas, warning = _numba_blas.choose()
+    offered, warning = _numba_blas.choose()
     _numba_blas.warn(warning)
-    return blas
+    return offered
 
 
 class NumbaBackend(Backend):
@@ -46,8 +49,9 @@ class NumbaBackend(Backend):
 
     The step is ``make_step(numpy, jit=stable_njit, **pieces)``: the shared sequence, five
     pieces replaced by fused loops from ``backends._numba_pieces``, the products by Numba's
-    ``@`` or by the gemm of the BLAS ``backends._numba_blas`` chooses (MKL on an Intel CPU;
-    ``MLPBENCH_NUMBA_BLAS``), the SGD update then fused into its product. Nothing runs in
+    ``@`` or by the gemm of the BLAS ``backends._numba_blas`` chooses (the CPU maker's, MKL or
+    AOCL-BLAS, where a product runs faster on it than on SciPy's; ``MLPBENCH_NUMBA_BLAS``),
+    the SGD update then fused into its product. Nothing runs in
     Numba's parallel loops, so only the BLAS is threaded; ``threads(n)`` still sets Numba's
     pool to ``n`` so the two never exceed it.
     """
@@ -60,6 +64,7 @@ class NumbaBackend(Backend):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self._steps: dict[tuple, Any] = {}
+        self._picked: dict[str, Any] = {}  # dtype -> the last _numba_blas.Products picked
 
     def _import(self) -> Any:
         import numba
@@ -91,59 +96,110 @@ class NumbaBackend(Backend):
     def scalar(self, value: float, dtype: str) -> Any:
         return np.dtype(dtype).type(value)
 
-    def compiled_step(self, make_step: Callable, blas: str = "matmul",
+    def compiled_step(self, make_step: Callable, blas: str | tuple[str, str] = "matmul",
                       dtype: str = "float64") -> Any:
         """The Numba-compiled ``train_step`` (a dispatcher) built by ``make_step`` on library
-        ``blas``'s gemm in ``dtype`` (``matmul``: Numba's ``@``, any dtype), once per process."""
+        ``blas``'s gemm in ``dtype`` (``matmul``: Numba's ``@``, any dtype; a pair: the forward
+        products' library and the updates'), once per process."""
         from backends import _numba_pieces
 
-        key = (make_step, blas, None if blas == "matmul" else dtype)
+        pair = (blas, blas) if isinstance(blas, str) else tuple(blas)
+        key = (make_step, pair, None if pair[0] == "matmul" else dtype)
         if key not in self._steps:
             self._steps[key] = make_step(np, jit=_numba_pieces.stable_njit,
-                                         **_pieces(blas, dtype)).train_step
+                                         **_pieces(pair, dtype)).train_step
         return self._steps[key]
+
+    def _picked_for(self, offered: tuple[str, ...], dtype: str, x: Any, W: Any) -> tuple[str, str]:
+        """The (forward, update) libraries at the sizes of ``x`` and ``W``, measured once (``pick``)."""
+        from backends import _numba_blas
+
+        products = _numba_blas.pick(offered, dtype, x.shape[0], x.shape[1], W.shape[1])
+        self._picked[dtype] = products
+        return products.forward, products.update
 
     def prepare(self, make_step: Callable, *, lr: float, dtype: str) -> PreparedStep:
         """The compiled step; its first call with a dtype compiles, or loads Numba's disk cache.
 
+        Where two libraries are offered (``MLPBENCH_NUMBA_BLAS=auto`` with the CPU maker's
+        BLAS installed), the first call at each size measures which computes each product
+        faster (``_numba_blas.pick``) and takes the step compiled on that pair.
         W and S are updated in place when they are this step's own previous outputs, as in
         a training loop (as the jax backend donates them); the caller's first W and S are
         copied, and stay as they were. Keep a copy of an intermediate W or S you need later.
         """
-        train_step = self.compiled_step(make_step, _chosen_blas(), dtype)
+        offered = _offered_blas()
         lr_ = self.scalar(lr, dtype)
         to_dtype = np.dtype(dtype).type
+        if len(offered) == 1:
+            train_step = self.compiled_step(make_step, offered[0], dtype)
 
-        def run(x, t, W, S):
-            W, S, loss = train_step(x, t, W, S, lr_)
-            return W, S, to_dtype(loss)  # Numba returns scalars as Python floats
+            def run(x, t, W, S):
+                W, S, loss = train_step(x, t, W, S, lr_)
+                return W, S, to_dtype(loss)  # Numba returns scalars as Python floats
 
-        return OwnOutputs(run, np.copy)
+            return OwnOutputs(run, np.copy)
+        by_size: dict[tuple, Any] = {}
+
+        def run_picked(x, t, W, S):
+            key = (x.shape, W.shape)
+            step = by_size.get(key)
+            if step is None:
+                step = by_size[key] = self.compiled_step(
+                    make_step, self._picked_for(offered, dtype, x, W), dtype)
+            W, S, loss = step(x, t, W, S, lr_)
+            return W, S, to_dtype(loss)
+
+        return OwnOutputs(run_picked, np.copy)
 
     def describe(self, dtype: str) -> dict:
-        """The base facts and ``blas``: the products' library, its version and threads."""
+        """The base facts and ``blas``: the products' library, its version and threads; where
+        ``pick`` chose, ``products``: each product's library at the last size run, and the
+        times it measured."""
         from backends import _numba_blas
 
-        blas, _ = _numba_blas.choose()
-        return {**super().describe(dtype),
-                "blas": {**_numba_blas.facts(blas), "setting": _numba_blas.requested()}}
+        picked = self._picked.get(dtype)
+        name = picked.forward if picked is not None else _numba_blas.choose()[0][0]
+        blas = {**_numba_blas.facts(name), "setting": _numba_blas.requested()}
+        if picked is not None:
+            blas["products"] = picked.record()
+        return {**super().describe(dtype), "blas": blas}
 
     def prepare_pieces(self, make_pieces: Callable, *, lr: float, dtype: str) -> dict[str, Callable]:
         """The compiled step's own pieces (``_numba_pieces``, on the BLAS ``prepare`` chooses;
         ``grad_h`` by Numba's ``@``), each compiled alone; ``weight_update`` writes over P and
-        ``relu_backward`` over grad_h, as in the step."""
+        ``relu_backward`` over grad_h, as in the step. Where two libraries are offered, the
+        first ``forward`` call at a size picks them as ``prepare`` does; the products' pieces
+        follow it."""
         from backends import _numba_pieces
 
-        blas = _chosen_blas()
+        offered = _offered_blas()
 
-        def numba_pieces(xp):
-            return make_pieces(xp, jit=_numba_pieces.stable_njit, **_pieces(blas, dtype))
+        def numba_pieces(blas):
+            def make(xp):
+                return make_pieces(xp, jit=_numba_pieces.stable_njit, **_pieces(blas, dtype))
+            return super(NumbaBackend, self).prepare_pieces(make, lr=lr, dtype=dtype)
 
-        return super().prepare_pieces(numba_pieces, lr=lr, dtype=dtype)
+        if len(offered) == 1:
+            return numba_pieces(offered[0])
+        current = numba_pieces(offered[0])  # until a forward call picks
+        by_size: dict[tuple, dict] = {}
+
+        def forward(x, W, S):
+            key = (x.shape, W.shape)
+            if key not in by_size:
+                by_size[key] = numba_pieces(self._picked_for(offered, dtype, x, W))
+            current.update(by_size[key])
+            return current["forward"](x, W, S)
+
+        pieces = dict(current)
+        pieces["forward"] = forward
+        pieces["weight_update"] = lambda P, a, grad_out: current["weight_update"](P, a, grad_out)
+        return pieces
 
     @contextlib.contextmanager
     def threads(self, n: int | None) -> Iterator[dict]:
-        """Limit the BLAS (numpy's, SciPy's, MKL's) and Numba's pool to ``n`` together; restore after."""
+        """Limit the BLAS (numpy's, SciPy's, MKL's, AOCL's) and Numba's pool to ``n`` together; restore after."""
         import numba
         from threadpoolctl import threadpool_limits
 

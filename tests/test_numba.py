@@ -275,7 +275,7 @@ from backends import _numba_blas
 
 backend = backends.create("numba")
 stats, dispatchers = {}, []
-blas = _numba_blas.choose()[0]
+blas = _numba_blas.choose()[0][0]
 for dtype in ("float64", "float32"):
     arrays = make_inputs(3, 7, 5, 2, dtype=dtype, seed=0)
     step = backend.prepare(make_step, lr=1e-3, dtype=dtype)
@@ -299,10 +299,10 @@ def _fresh_process(cache_dir: Path, blas: str) -> dict:
 
 
 @uses_numba
-@pytest.mark.parametrize("blas", ["matmul", "scipy", "mkl"])
+@pytest.mark.parametrize("blas", ["matmul", "scipy", "mkl", "aocl"])
 def test_second_process_loads_the_step_from_the_cache(tmp_path, blas):
-    if blas == "mkl":
-        _need_mkl()
+    if blas in ("mkl", "aocl"):
+        _need(blas)
     first = _fresh_process(tmp_path, blas)
     # matmul: one dtype-generic dispatcher, compiled for two dtypes; a gemm step per dtype.
     assert first == {**first, "hits": 0, "misses": 2}
@@ -337,23 +337,27 @@ def test_cache_keys_follow_the_closure(pieces):
 
 # -- the BLAS: MKL or SciPy's, by gemm from nopython code ---------------------------
 
-def _need_mkl():
+def _need(library):
     from backends import _numba_blas
 
-    mkl, why = _numba_blas.load("mkl")
-    if mkl is None:
+    loaded, why = _numba_blas.load(library)
+    if loaded is None:
         pytest.skip(why)
 
 
+def _need_mkl():
+    _need("mkl")
+
+
 @uses_numba
-@pytest.mark.parametrize("library", ["scipy", "mkl"])
+@pytest.mark.parametrize("library", ["scipy", "mkl", "aocl"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
 def test_gemm_matches_numpy_with_transposes_and_layouts(library, dtype, trans_a, trans_b):
     from backends import _numba_blas
 
-    if library == "mkl":
-        _need_mkl()
+    if library in ("mkl", "aocl"):
+        _need(library)
     gemm = _numba_blas.gemm_for(library, dtype)
     rng = np.random.default_rng(10)
     a, b = rng.standard_normal((6, 4)).astype(dtype), rng.standard_normal((4, 5)).astype(dtype)
@@ -369,13 +373,13 @@ def test_gemm_matches_numpy_with_transposes_and_layouts(library, dtype, trans_a,
 
 
 @uses_numba
-@pytest.mark.parametrize("library", ["scipy", "mkl"])
+@pytest.mark.parametrize("library", ["scipy", "mkl", "aocl"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("batch_size", [1, 17])
 def test_forced_library_runs_the_step_and_says_so(numba_backend, monkeypatch, library, dtype,
                                                   batch_size):
-    if library == "mkl":
-        _need_mkl()
+    if library in ("mkl", "aocl"):
+        _need(library)
     monkeypatch.setenv("MLPBENCH_NUMBA_BLAS", library)
     inputs = make_inputs(batch_size, 30, 9, 4, dtype=dtype, seed=3, relu_zeros=True)
     reference = run_steps(backends.create("numpy"), inputs, 3, lr=1e-3, dtype=dtype)
@@ -385,23 +389,30 @@ def test_forced_library_runs_the_step_and_says_so(numba_backend, monkeypatch, li
     blas = numba_backend.describe(dtype)["blas"]
     assert blas["setting"] == library
     assert blas["name"] == library and blas["api"] == "cblas" and blas["version"]
-    assert blas["internal_api"] == ("mkl" if library == "mkl" else blas["internal_api"])
+    assert blas["internal_api"] == {"mkl": "mkl", "aocl": "blis"}.get(library, "openblas")
+    assert "products" not in blas  # one library offered: nothing measured
 
 
 @uses_numba
-def test_auto_takes_mkl_on_an_intel_cpu_only(monkeypatch):
+@pytest.mark.parametrize("vendor,maker", [("GenuineIntel", "mkl"), ("AuthenticAMD", "aocl"),
+                                          ("HygonGenuine", None)])
+def test_auto_offers_the_cpu_makers_library_beside_scipys(monkeypatch, vendor, maker):
     from backends import _numba_blas
 
     monkeypatch.delenv("MLPBENCH_NUMBA_BLAS", raising=False)
-    mkl_loads = _numba_blas.load("mkl")[0] is not None
+    monkeypatch.setattr(_numba_blas, "_cpu_vendor", lambda: vendor)
     scipy_cblas = "scipy" if _numba_blas.load("scipy")[0] is not None else "matmul"
-    expected = "mkl" if mkl_loads and _numba_blas._intel_cpu() else scipy_cblas
-    assert _numba_blas.choose() == (expected, "")
-    monkeypatch.setattr(_numba_blas, "_intel_cpu", lambda: False)
-    assert _numba_blas.choose() == (scipy_cblas, "")  # MKL's generic code elsewhere: not taken
+    library, why = _numba_blas.load(maker) if maker else (None, "")
+    offered = (((maker, "scipy") if scipy_cblas == "scipy" else (maker,)) if library
+               else (scipy_cblas,))
+    # an absent library is no news; one that is there and does not load says why
+    label = {"mkl": "MKL", "aocl": "AOCL-BLAS"}.get(maker)
+    warning = "" if library or not why or "is not installed" in why else (
+        f"mlpbench: numba does not use {label}: {why}")
+    assert _numba_blas.choose() == (offered, warning)
     blas = backends.create("numba").describe("float64")["blas"]
-    assert blas["name"] == scipy_cblas and blas["setting"] == "auto"
-    assert blas["api"] == ("cblas" if scipy_cblas == "scipy" else "numba @")
+    assert blas["name"] == offered[0] and blas["setting"] == "auto"
+    assert blas["api"] == ("numba @" if offered == ("matmul",) else "cblas")
 
 
 @uses_numba
@@ -426,7 +437,7 @@ def test_auto_on_intel_with_a_broken_mkl_takes_scipys_blas_with_one_line(monkeyp
     monkeypatch.setattr(_numba_blas, "load", lambda name: (
         (None, "MKL at /x/libmkl_rt.so does not load (bad ELF)") if name == "mkl"
         else real_load(name)))
-    expected = "scipy" if real_load("scipy")[0] is not None else "matmul"
+    expected = ("scipy",) if real_load("scipy")[0] is not None else ("matmul",)
     assert _numba_blas.choose() == (
         expected, "mlpbench: numba does not use MKL: MKL at /x/libmkl_rt.so does not load (bad ELF)")
     monkeypatch.setattr(_numba_blas, "load", lambda name: (
@@ -439,7 +450,8 @@ def test_unknown_setting_makes_numba_unavailable_with_one_line(numba_backend, mo
     pytest.importorskip("numba", reason="numba is not installed")
     monkeypatch.setenv("MLPBENCH_NUMBA_BLAS", "openblas")
     ok, why = numba_backend.available()
-    assert not ok and "MLPBENCH_NUMBA_BLAS='openblas'" in why and "auto, mkl, scipy, matmul" in why
+    assert not ok and "MLPBENCH_NUMBA_BLAS='openblas'" in why
+    assert "auto, mkl, aocl, scipy, matmul" in why
     assert "\n" not in why
 
 
@@ -484,6 +496,176 @@ def test_threads_limit_mkl_loaded_by_the_step():
     done = _run_step_script(MLPBENCH_NUMBA_BLAS="mkl", MKL_NUM_THREADS="2", OMP_NUM_THREADS="2")
     blas = json.loads(done.stdout.strip().splitlines()[-1])
     assert blas["name"] == "mkl" and blas["threads"] == 1, blas
+
+
+@uses_numba
+@pytest.mark.parametrize("broken", ["missing", "not-a-library"])
+def test_broken_aocl_falls_back_with_one_warning_line(tmp_path, broken):
+    path = tmp_path / "libblis-mt.so"
+    if broken == "not-a-library":
+        path.write_text("not a shared library")
+    done = _run_step_script(MLPBENCH_NUMBA_BLAS="aocl", MLPBENCH_AOCL_LIBRARY=str(path))
+    blas = json.loads(done.stdout.strip().splitlines()[-1])
+    assert blas["name"] == "matmul"
+    warnings = [line for line in done.stderr.splitlines() if "numba uses Numba's @" in line]
+    assert len(warnings) == 1 and str(path) in warnings[0], done.stderr
+
+
+@uses_numba
+def test_threads_limit_aocl_loaded_by_the_step():
+    _need("aocl")
+    done = _run_step_script(MLPBENCH_NUMBA_BLAS="aocl", BLIS_NUM_THREADS="2", OMP_NUM_THREADS="2")
+    blas = json.loads(done.stdout.strip().splitlines()[-1])
+    assert blas["name"] == "aocl" and blas["threads"] == 1, blas
+
+
+_CLASH_SCRIPT = """
+import ctypes, shutil, sys
+shutil.copy(sys.argv[1], sys.argv[2])  # a real library under the other OpenMP's file name
+ctypes.CDLL(sys.argv[2])
+import backends.numba_backend
+from backends import _numba_blas
+print(_numba_blas.load(sys.argv[3])[1])
+"""
+
+
+@uses_numba
+@pytest.mark.parametrize("runtime,library,expected", [
+    ("libiomp5.so", "aocl", "AOCL-BLAS is not loaded: Intel OpenMP (MKL's) is in this process"),
+    ("libomp-0123abcd.so", "mkl", "MKL is not loaded: LLVM OpenMP (AOCL-BLAS's) is in this process"),
+])
+def test_a_library_whose_openmp_would_meet_the_other_is_not_loaded(tmp_path, runtime, library,
+                                                                   expected):
+    """Intel's and LLVM's OpenMP in one process deadlock; the second library stays out, saying why.
+
+    Harness test: the runtime already in the process is a copy of the C maths library named
+    as that runtime's file is.
+    """
+    import ctypes.util
+
+    libm = ctypes.util.find_library("m")
+    source = next((str(p) for d in ("/lib/x86_64-linux-gnu", "/usr/lib64", "/lib64", "/usr/lib")
+                   for p in Path(d).glob(f"{libm}*") if p.is_file()), None) if libm else None
+    if source is None:
+        pytest.skip("no C maths library file found to copy")
+    done = subprocess.run([sys.executable, "-c", _CLASH_SCRIPT, source, str(tmp_path / runtime),
+                           library], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith(expected), done.stdout
+
+
+# -- two libraries offered: each product on the one measured faster ----------------
+
+def _other_library():
+    """A library to offer beside SciPy's: the CPU maker's where installed, else skip."""
+    from backends import _numba_blas
+
+    for name in ("aocl", "mkl"):
+        if _numba_blas.load(name)[0] is not None and _numba_blas.load("scipy")[0] is not None:
+            return name
+    pytest.skip("neither AOCL-BLAS nor MKL is installed (pip install 'mlpbench[aocl]')")
+
+
+@uses_numba
+def test_pick_with_one_library_or_a_batch_of_one_measures_nothing():
+    from backends import _numba_blas
+
+    assert _numba_blas.pick(("scipy",), "float64", 64, 50, 20) == _numba_blas.Products(
+        "scipy", "scipy", (64, 50, 20), {})
+    assert _numba_blas.pick(("aocl", "scipy"), "float32", 1, 50, 20) == _numba_blas.Products(
+        "aocl", "aocl", (1, 50, 20), {})
+
+
+@uses_numba
+@pytest.mark.parametrize("times,expected", [
+    # harness test: the libraries' times are given, not measured
+    ({"maker": 1.00, "scipy": 0.97}, "maker"),   # within the margin: the preferred one
+    ({"maker": 1.00, "scipy": 0.90}, "scipy"),   # the other 10% faster
+    ({"maker": 0.80, "scipy": 1.00}, "maker"),
+])
+def test_pick_keeps_the_preferred_library_unless_another_is_a_margin_faster(monkeypatch, times,
+                                                                          expected):
+    from backends import _numba_blas
+
+    other = _other_library()
+    given = {other if k == "maker" else k: v for k, v in times.items()}
+    monkeypatch.setattr(_numba_blas, "_median_seconds", lambda calls: {
+        name: given[name] for name in calls})
+    products = _numba_blas.pick((other, "scipy"), "float64", 8, 30, 9)
+    want = other if expected == "maker" else "scipy"
+    assert (products.forward, products.update) == (want, want)
+    assert products.seconds == {"forward": given, "update": given}
+
+
+@uses_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pick_times_each_product_on_each_library(dtype):
+    from backends import _numba_blas
+
+    other = _other_library()
+    products = _numba_blas.pick((other, "scipy"), dtype, 16, 40, 12)
+    for product in ("forward", "update"):
+        seconds = products.seconds[product]
+        assert set(seconds) == {other, "scipy"} and all(0 < v < 1 for v in seconds.values())
+        best = min(seconds, key=seconds.get)
+        margin = 1 + _numba_blas.MARGIN
+        assert getattr(products, product) == (other if seconds[other] <= seconds[best] * margin
+                                              else best)
+
+
+@uses_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_step_on_two_libraries_matches_numpy(numba_backend, dtype):
+    """Forward products on one library, updates on the other, both ways round."""
+    other = _other_library()
+    inputs = make_inputs(17, 30, 9, 4, dtype=dtype, seed=3, relu_zeros=True)
+    reference = make_step(np).train_step(*(np.copy(inputs[k]) for k in ("x", "t", "W", "S")),
+                                         np.dtype(dtype).type(1e-3))
+    for pair in ((other, "scipy"), ("scipy", other)):
+        step = numba_backend.compiled_step(make_step, pair, dtype)
+        W, S, loss = step(*(np.copy(inputs[k]) for k in ("x", "t", "W", "S")),
+                          np.dtype(dtype).type(1e-3))
+        for got, want in zip((W, S, np.asarray(loss, dtype)), reference):
+            _close(got, np.asarray(want), dtype)
+
+
+@uses_numba
+def test_auto_with_two_libraries_picks_per_size_and_records_it(numba_backend, monkeypatch):
+    from backends import _numba_blas
+
+    other = _other_library()
+    monkeypatch.delenv("MLPBENCH_NUMBA_BLAS", raising=False)
+    monkeypatch.setattr(_numba_blas, "choose", lambda: ((other, "scipy"), ""))
+    for batch_size in (5, 9):
+        inputs = make_inputs(batch_size, 30, 9, 4, dtype="float64", seed=3, relu_zeros=True)
+        reference = run_steps(backends.create("numpy"), inputs, 3, lr=1e-3, dtype="float64")
+        result = run_steps(numba_backend, inputs, 3, lr=1e-3, dtype="float64")
+        for name in ("W", "S", "loss"):
+            _close(result[name], reference[name], "float64", steps=3)
+        products = numba_backend.describe("float64")["blas"]["products"]
+        assert products["sizes"] == [batch_size, 30, 9]
+        assert {products["forward"], products["update"]} <= {other, "scipy"}
+        assert set(products["seconds"]["forward"]) == {other, "scipy"}
+
+
+@uses_numba
+def test_pieces_follow_the_pick_of_their_forward_call(numba_backend, monkeypatch):
+    from backends import _numba_blas
+    from kernels import resolve_pieces
+
+    other = _other_library()
+    monkeypatch.setattr(_numba_blas, "choose", lambda: ((other, "scipy"), ""))
+    monkeypatch.setattr(_numba_blas, "pick", lambda offered, dtype, *sizes: _numba_blas.Products(
+        "scipy", other, sizes))  # harness test: the pick is given
+    pieces = numba_backend.prepare_pieces(resolve_pieces, lr=1e-3, dtype="float64")
+    inputs = make_inputs(6, 30, 9, 4, dtype="float64", seed=3)
+    u, h, y = pieces["forward"](inputs["x"], inputs["W"], inputs["S"])
+    _close(u, inputs["x"] @ inputs["W"], "float64")
+    W = np.copy(inputs["W"])
+    grad_u = np.ones_like(u)
+    got = pieces["weight_update"](W, inputs["x"], grad_u)
+    _close(got, inputs["W"] - 1e-3 * (inputs["x"].T @ grad_u), "float64")
+    assert numba_backend.describe("float64")["blas"]["products"]["update"] == other
 
 
 # -- without numba ----------------------------------------------------------------
