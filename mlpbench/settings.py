@@ -42,7 +42,8 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 #: instruction set). Some machines set them to work around old builds; they can halve a product's
 #: speed, so a run records them and its table names them (docs/numba-blas.md: measured).
 KERNEL_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MKL_ENABLE_INSTRUCTIONS",
-                    "MKL_CBWR", "MKL_DEBUG_CPU_TYPE")
+                    "MKL_CBWR", "MKL_DEBUG_CPU_TYPE", "AOCL_ENABLE_INSTRUCTIONS", "BLIS_ARCH_TYPE",
+                    "BLIS_MODEL_TYPE")
 
 
 def grid(name: str) -> dict:

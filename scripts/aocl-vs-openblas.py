@@ -1,48 +1,70 @@
 #!/usr/bin/env python3
-"""The step's large products through AMD's AOCL-BLAS and SciPy's OpenBLAS, side by side (docs/numba-blas.md).
+"""The step's two large products on AMD's AOCL-BLAS and SciPy's OpenBLAS, side by side (docs/numba-blas.md).
 
-One core, one thread, CBLAS gemm by ctypes for both, the two libraries alternated over 7
-rounds; medians. AOCL-BLAS is the libblis-mt that the aoclda wheel ships:
-    pip download --no-deps -d /tmp/aocl aoclda && unzip -q -d /tmp/aocl/x /tmp/aocl/aoclda-*.whl
-usage: python scripts/aocl-vs-openblas.py /tmp/aocl/x/aoclda.libs
+One thread, each library's CBLAS gemm by ctypes (the calls `auto` measures with,
+backends/_numba_blas.py), the libraries alternated over 7 rounds; medians, at every size of
+the issue's table from batch 64 up (batch 1 runs Numba's @). Needs `pip install 'mlpbench[aocl]'`.
+For the libraries' own kernels on a machine whose environment forces OpenBLAS's:
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/aocl-vs-openblas.py
 """
-import ctypes, glob, os, sys, time
-os.sched_setaffinity(0, {0})
+import functools
+import statistics
+import sys
+import time
+
 import numpy as np
-from threadpoolctl import threadpool_limits, threadpool_info
-from scipy.linalg import cython_blas
-libdir = sys.argv[1]
-ctypes.CDLL(glob.glob(libdir + "/libomp-*.so")[0], mode=ctypes.RTLD_GLOBAL)
-aocl = ctypes.CDLL(glob.glob(libdir + "/libblis-mt-*.so*")[0])
-aocl.bli_thread_set_num_threads(ctypes.c_long(1))
-sc = ctypes.CDLL(cython_blas.__file__)
-libs = {"aocl": (aocl.cblas_sgemm, aocl.cblas_dgemm), "openblas": (sc.scipy_cblas_sgemm, sc.scipy_cblas_dgemm)}
-def call(lib, a, ta, b, c, beta):
-    m, n = c.shape; k = a.shape[0] if ta else a.shape[1]
-    f = libs[lib][a.dtype == np.float64]
-    T = ctypes.c_double if a.dtype == np.float64 else ctypes.c_float
-    P = ctypes.c_void_p
-    f(101, 112 if ta else 111, 111, m, n, k, T(-1e-6), P(a.ctypes.data), a.shape[1], P(b.ctypes.data), b.shape[1], T(beta), P(c.ctypes.data), n)
-def time_it(f, min_time=0.05):
-    n = 1
-    while True:
-        t = time.perf_counter()
-        for _ in range(n): f()
-        d = time.perf_counter() - t
-        if d > min_time: return d / n
-        n *= 2
-rows = []
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import backends.numba_backend  # noqa: F401  (imports numba first)
+from backends import _numba_blas as blas
+
+LIBRARIES = ("scipy", "aocl")
+for name in LIBRARIES:
+    if blas.load(name)[0] is None:
+        sys.exit(f"aocl-vs-openblas: {blas.load(name)[1]}")
+
+
+def seconds(call, rounds=7, min_round=0.05):
+    call()
+    n, start = 1, time.perf_counter()
+    call()
+    n = max(1, int(min_round / max(time.perf_counter() - start, 1e-9)))
+    out = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(n):
+            call()
+        out.append((time.perf_counter() - start) / n)
+    return out
+
+
 with threadpool_limits(1):
-    print([(i["filepath"].split("/")[-1], i.get("architecture"), i.get("num_threads")) for i in threadpool_info()])
-    for dt in ("float64", "float32"):
-        for (name, m, k, n, ta, beta) in [("x@W seed", 64, 1000, 100, False, 0.0), ("W-=x.T@g seed", 1000, 64, 100, True, 1.0),
-                                          ("x@W 1024x1024", 1024, 1000, 1024, False, 0.0), ("W-=x.T@g 1024x1024", 1000, 1024, 1024, True, 1.0)]:
-            a = np.random.rand(k, m).astype(dt) if ta else np.random.rand(m, k).astype(dt)
-            b = np.random.rand(k, n).astype(dt); c = np.zeros((m, n), dt)
-            ts = {"aocl": [], "openblas": []}
-            for r in range(7):
-                for lib in (("aocl", "openblas") if r % 2 else ("openblas", "aocl")):
-                    ts[lib].append(time_it(lambda: call(lib, a, ta, b, c, beta)))
-            med = {l: float(np.median(v)) for l, v in ts.items()}
-            fl = 2 * m * k * n
-            print(f"{dt} {name:20s} openblas {med['openblas']*1e6:9.1f} us ({fl/med['openblas']/1e9:5.1f} GF/s)  aocl {med['aocl']*1e6:9.1f} us ({fl/med['aocl']/1e9:5.1f} GF/s)  openblas/aocl {med['openblas']/med['aocl']:.2f}")
+    print([(p["filepath"].split("/")[-1], p.get("version"), p.get("architecture"),
+            p.get("num_threads")) for p in threadpool_info()])
+    rng = np.random.default_rng(0)
+    for dtype in ("float64", "float32"):
+        for batch, hidden in ((64, 100), (64, 1024), (1024, 100), (1024, 1024)):
+            n_in = 1000
+            x = rng.standard_normal((batch, n_in)).astype(dtype)
+            g = rng.standard_normal((batch, hidden)).astype(dtype)
+            W = rng.standard_normal((n_in, hidden)).astype(dtype)
+            u = np.empty((batch, hidden), dtype)
+            for product in ("x@W", "W-=x.T@g"):
+                times = {name: [] for name in LIBRARIES}
+                for round_ in range(7):
+                    for name in LIBRARIES if round_ % 2 else LIBRARIES[::-1]:
+                        gemm = blas._cblas_caller(blas.load(name)[0], dtype)
+                        call = (functools.partial(gemm, 101, 111, 111, batch, hidden, n_in, 1.0,
+                                                  x.ctypes.data, n_in, W.ctypes.data, hidden,
+                                                  0.0, u.ctypes.data, hidden)
+                                if product == "x@W" else
+                                functools.partial(gemm, 101, 112, 111, n_in, hidden, batch, -1e-6,
+                                                  x.ctypes.data, n_in, g.ctypes.data, hidden,
+                                                  1.0, W.ctypes.data, hidden))
+                        times[name].append(statistics.median(seconds(call, rounds=1)))
+                med = {name: statistics.median(v) for name, v in times.items()}
+                flops = 2 * batch * n_in * hidden
+                print(f"{dtype} {batch}x{n_in}x{hidden} {product:9s} " + "  ".join(
+                    f"{name} {med[name] * 1e6:9.1f} us ({flops / med[name] / 1e9:5.1f} GF/s)"
+                    for name in LIBRARIES) + f"  openblas/aocl {med['scipy'] / med['aocl']:.2f}",
+                    flush=True)

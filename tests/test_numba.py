@@ -345,10 +345,6 @@ def _need(library):
         pytest.skip(why)
 
 
-def _need_mkl():
-    _need("mkl")
-
-
 @uses_numba
 @pytest.mark.parametrize("library", ["scipy", "mkl", "aocl"])
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -477,13 +473,21 @@ def _run_step_script(**env) -> subprocess.CompletedProcess:
     return done
 
 
+#: Per library: the file a broken copy is named as, the setting naming it, its thread variable.
+_LIBRARY_FILES = {"mkl": ("libmkl_rt.so", "MLPBENCH_MKL_LIBRARY", "MKL_NUM_THREADS"),
+                  "aocl": ("libblis-mt.so", "MLPBENCH_AOCL_LIBRARY", "BLIS_NUM_THREADS")}
+
+
 @uses_numba
+@pytest.mark.parametrize("library", ["mkl", "aocl"])
 @pytest.mark.parametrize("broken", ["missing", "not-a-library"])
-def test_broken_mkl_falls_back_to_numbas_matmul_with_one_warning_line(tmp_path, broken):
-    path = tmp_path / "libmkl_rt.so"
+def test_broken_library_falls_back_to_numbas_matmul_with_one_warning_line(tmp_path, library,
+                                                                          broken):
+    file_name, setting, _ = _LIBRARY_FILES[library]
+    path = tmp_path / file_name
     if broken == "not-a-library":
         path.write_text("not a shared library")
-    done = _run_step_script(MLPBENCH_NUMBA_BLAS="mkl", MLPBENCH_MKL_LIBRARY=str(path))
+    done = _run_step_script(MLPBENCH_NUMBA_BLAS=library, **{setting: str(path)})
     blas = json.loads(done.stdout.strip().splitlines()[-1])
     assert blas["name"] == "matmul"
     warnings = [line for line in done.stderr.splitlines() if "numba uses Numba's @" in line]
@@ -491,32 +495,13 @@ def test_broken_mkl_falls_back_to_numbas_matmul_with_one_warning_line(tmp_path, 
 
 
 @uses_numba
-def test_threads_limit_mkl_loaded_by_the_step():
-    _need_mkl()
-    done = _run_step_script(MLPBENCH_NUMBA_BLAS="mkl", MKL_NUM_THREADS="2", OMP_NUM_THREADS="2")
+@pytest.mark.parametrize("library", ["mkl", "aocl"])
+def test_threads_limit_the_library_loaded_by_the_step(library):
+    _need(library)
+    variable = _LIBRARY_FILES[library][2]
+    done = _run_step_script(MLPBENCH_NUMBA_BLAS=library, **{variable: "2", "OMP_NUM_THREADS": "2"})
     blas = json.loads(done.stdout.strip().splitlines()[-1])
-    assert blas["name"] == "mkl" and blas["threads"] == 1, blas
-
-
-@uses_numba
-@pytest.mark.parametrize("broken", ["missing", "not-a-library"])
-def test_broken_aocl_falls_back_with_one_warning_line(tmp_path, broken):
-    path = tmp_path / "libblis-mt.so"
-    if broken == "not-a-library":
-        path.write_text("not a shared library")
-    done = _run_step_script(MLPBENCH_NUMBA_BLAS="aocl", MLPBENCH_AOCL_LIBRARY=str(path))
-    blas = json.loads(done.stdout.strip().splitlines()[-1])
-    assert blas["name"] == "matmul"
-    warnings = [line for line in done.stderr.splitlines() if "numba uses Numba's @" in line]
-    assert len(warnings) == 1 and str(path) in warnings[0], done.stderr
-
-
-@uses_numba
-def test_threads_limit_aocl_loaded_by_the_step():
-    _need("aocl")
-    done = _run_step_script(MLPBENCH_NUMBA_BLAS="aocl", BLIS_NUM_THREADS="2", OMP_NUM_THREADS="2")
-    blas = json.loads(done.stdout.strip().splitlines()[-1])
-    assert blas["name"] == "aocl" and blas["threads"] == 1, blas
+    assert blas["name"] == library and blas["threads"] == 1, blas
 
 
 _CLASH_SCRIPT = """
