@@ -268,8 +268,11 @@ def test_a_signal_mid_sweep_leaves_a_loadable_file_that_resume_completes(tmp_pat
     argv = [sys.executable, "-m", "mlpbench", "bench", "--backend", "numpy",
             "--batch-size", "1,2,3,4", "--hidden", "4,5", "--n-in", "8", "--n-out", "3",
             "--dtype", "float64", "--min-time", "0.1", "--repeat", "3", "--output", str(out)]
+    # SIGINT as a terminal's foreground job has it: a background job of a shell without job
+    # control (a CI runner's `... &`) starts with SIGINT ignored, and so would the sweep.
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
