@@ -22,12 +22,16 @@ import ctypes
 import ctypes.util
 import functools
 import glob
+import hashlib
+import json
 import os
 import re
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import llvmlite.binding
@@ -362,17 +366,19 @@ class Products:
 
     ``forward`` computes ``x @ W`` and ``h @ S``; ``update`` the two fused weight updates.
     ``seconds``: {"forward"|"update": {library: median seconds of one product}}, empty where
-    nothing was measured (one library offered, or a batch of one, which runs Numba's ``@``).
+    nothing was measured (one library offered, or a batch of one, which runs Numba's ``@``);
+    where the pick was read back from disk, the times measured when it was made.
     """
 
     forward: str
     update: str
     sizes: tuple[int, int, int]
     seconds: dict = field(default_factory=dict)
+    kept: str | None = None  # the file this pick was read from (picks_dir), None: measured now
 
     def record(self) -> dict:
         return {"forward": self.forward, "update": self.update, "sizes": list(self.sizes),
-                "seconds": self.seconds}
+                "seconds": self.seconds, "kept": self.kept}
 
 
 #: A library other than the preferred one is picked for a product only when it is this much
@@ -409,16 +415,81 @@ def _median_seconds(calls: dict[str, Callable[[], None]]) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def picks_dir() -> Path:
+    """Where picks are kept, one file each: the user's cache (``XDG_CACHE_HOME``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "mlpbench" / "numba-blas"
+
+
+def _pick_file(offered: tuple[str, ...], dtype: str, sizes: tuple[int, int, int]) -> Path:
+    """The file of one pick, named by what it depends on: the CPU, each offered library's file
+    (its path, size and time: a new version is a new pick), dtype, sizes and threads."""
+    from threadpoolctl import threadpool_info
+
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    libraries = []
+    for name in offered:
+        path = os.path.realpath(load(name)[0].path)
+        stat = os.stat(path)
+        threads = [p.get("num_threads") for p in threadpool_info()
+                   if os.path.realpath(p["filepath"]) == path]
+        libraries.append((name, path, stat.st_size, stat.st_mtime_ns, threads))
+    key = json.dumps([cpu, libraries, dtype, list(sizes), MARGIN])
+    return picks_dir() / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+
+
+def _recorded(file: Path, offered: tuple[str, ...], sizes: tuple) -> Products | None:
+    try:
+        record = json.loads(file.read_text())
+        if {record["forward"], record["update"]} <= set(offered):
+            return Products(record["forward"], record["update"], sizes, record["seconds"],
+                            str(file))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _keep(file: Path, products: Products) -> None:
+    """Write ``products`` to ``file`` whole or not at all (a temporary file renamed)."""
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=file.parent, suffix=".tmp",
+                                         delete=False) as out:
+            json.dump(products.record(), out)
+        os.replace(out.name, file)
+    except OSError:  # an unwritable cache: the pick holds for this process only
+        pass
+
+
 def pick(offered: tuple[str, ...], dtype: str, batch: int, n_in: int, hidden: int) -> Products:
     """Which of the ``offered`` libraries computes each product of the step at these sizes.
 
     Each product is timed as the step runs it (``x @ W``; ``W -= a x.T @ g``, fused), by the
     libraries' CBLAS gemm on arrays of the step's sizes, in this process's threads; the
-    preferred library (first) keeps a product unless another is ``MARGIN`` faster.
+    preferred library (first) keeps a product unless another is ``MARGIN`` faster. The pick is
+    kept on disk (``picks_dir``) and reused by every later process on this machine with the
+    same libraries, dtype, sizes and threads: two processes (a regression gate's base and
+    head) never run different libraries where the two were nearly even.
     """
     sizes = (batch, n_in, hidden)
     if len(offered) == 1 or batch == 1:
         return Products(offered[0], offered[0], sizes)
+    file = _pick_file(offered, dtype, sizes)
+    recorded = _recorded(file, offered, sizes)
+    if recorded is not None:
+        return recorded
+    products = _measure(offered, dtype, sizes)
+    _keep(file, products)
+    return products
+
+
+def _measure(offered: tuple[str, ...], dtype: str, sizes: tuple[int, int, int]) -> Products:
+    """Both products timed on each offered library; per product the faster, as ``pick`` says."""
+    batch, n_in, hidden = sizes
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, n_in)).astype(dtype)
     g = rng.standard_normal((batch, hidden)).astype(dtype)

@@ -25,6 +25,12 @@ def numba_backend():
     return backends.create("numba")
 
 
+@pytest.fixture(autouse=True)
+def _picks_of_this_test_only(tmp_path, monkeypatch):
+    """The BLAS picks numba keeps on disk (``_numba_blas.picks_dir``) go to this test's folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
 def _close(value, reference, dtype, steps=1):
     """The project's closeness at the tolerance of ``dtype`` after ``steps`` steps."""
     assert np.asarray(reference).dtype == np.dtype(dtype)
@@ -596,6 +602,33 @@ def test_pick_times_each_product_on_each_library(dtype):
         margin = 1 + _numba_blas.MARGIN
         assert getattr(products, product) == (other if seconds[other] <= seconds[best] * margin
                                               else best)
+
+
+@uses_numba
+def test_a_pick_is_kept_on_disk_and_reused(monkeypatch, tmp_path):
+    """A second process (here: a second call) runs what the first picked, measuring nothing."""
+    from backends import _numba_blas
+
+    other = _other_library()
+    first = _numba_blas.pick((other, "scipy"), "float64", 16, 40, 12)
+    assert first.kept is None and first.seconds
+    files = list(_numba_blas.picks_dir().glob("*.json"))
+    assert len(files) == 1 and _numba_blas.picks_dir().is_relative_to(tmp_path)
+
+    def measured(calls):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(_numba_blas, "_median_seconds", measured)
+    again = _numba_blas.pick((other, "scipy"), "float64", 16, 40, 12)
+    assert (again.forward, again.update, again.seconds) == (first.forward, first.update,
+                                                            first.seconds)
+    assert again.kept == str(files[0])
+    for changed in ((("float32", 16, 40, 12)), ("float64", 17, 40, 12)):  # other key: measured
+        with pytest.raises(AssertionError, match="measured again"):
+            _numba_blas.pick((other, "scipy"), *changed)
+    files[0].write_text("{not json")  # a broken record is measured anew, not trusted
+    with pytest.raises(AssertionError, match="measured again"):
+        _numba_blas.pick((other, "scipy"), "float64", 16, 40, 12)
 
 
 @uses_numba
