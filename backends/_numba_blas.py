@@ -18,15 +18,16 @@ This module imports numba at the top: import it only through ``backends.numba_ba
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import functools
 import glob
 import hashlib
 import json
 import os
 import re
-import statistics
 import sys
 import tempfile
 import time
@@ -365,7 +366,7 @@ class Products:
     """The library of each of the step's products at one size, and what ``pick`` measured.
 
     ``forward`` computes ``x @ W`` and ``h @ S``; ``update`` the two fused weight updates.
-    ``seconds``: {"forward"|"update": {library: median seconds of one product}}, empty where
+    ``seconds``: {"forward"|"update": {library: least seconds of one product}}, empty where
     nothing was measured (one library offered, or a batch of one, which runs Numba's ``@``);
     where the pick was read back from disk, the times measured when it was made.
     """
@@ -395,8 +396,13 @@ def _cblas_caller(library: Library, dtype: str) -> Callable:
     return prototype(library.dgemm if dtype == "float64" else library.sgemm)
 
 
-def _median_seconds(calls: dict[str, Callable[[], None]]) -> dict[str, float]:
-    """Median seconds of one call of each, the calls alternated round by round."""
+def _least_seconds(calls: dict[str, Callable[[], None]]) -> dict[str, float]:
+    """Least seconds of one call of each over the rounds, the calls alternated round by round.
+
+    The least, not the median: what else runs on the machine only ever adds time, and a pick
+    is kept for good (one round of a library slowed by another process's compile once made
+    it look six times slower).
+    """
     repeats = {}
     for name, call in calls.items():
         call()  # the first call may set the library up
@@ -412,7 +418,7 @@ def _median_seconds(calls: dict[str, Callable[[], None]]) -> dict[str, float]:
             for _ in range(n):
                 call()
             times[name].append((time.perf_counter() - start) / n)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return {name: min(values) for name, values in times.items()}
 
 
 def picks_dir() -> Path:
@@ -482,9 +488,27 @@ def pick(offered: tuple[str, ...], dtype: str, batch: int, n_in: int, hidden: in
     recorded = _recorded(file, offered, sizes)
     if recorded is not None:
         return recorded
-    products = _measure(offered, dtype, sizes)
-    _keep(file, products)
+    with _lock(file):  # two processes starting together: the second reads the first's pick
+        recorded = _recorded(file, offered, sizes)
+        if recorded is not None:
+            return recorded
+        products = _measure(offered, dtype, sizes)
+        _keep(file, products)
     return products
+
+
+@contextlib.contextmanager
+def _lock(file: Path):
+    """Hold an exclusive lock beside ``file`` (none where the folder cannot be written)."""
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(file.with_suffix(".lock"), "a")
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _measure(offered: tuple[str, ...], dtype: str, sizes: tuple[int, int, int]) -> Products:
@@ -504,7 +528,7 @@ def _measure(offered: tuple[str, ...], dtype: str, sizes: tuple[int, int, int]) 
         update[name] = functools.partial(  # a small step: W stays near where it was
             gemm, _ROW_MAJOR, _TRANS, _NO_TRANS, n_in, hidden, batch, -1e-6, x.ctypes.data, n_in,
             g.ctypes.data, hidden, 1.0, W.ctypes.data, hidden)
-    seconds = {"forward": _median_seconds(forward), "update": _median_seconds(update)}
+    seconds = {"forward": _least_seconds(forward), "update": _least_seconds(update)}
 
     def fastest(times: dict[str, float]) -> str:
         best = min(times, key=times.get)

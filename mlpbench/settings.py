@@ -36,7 +36,8 @@ QUICK_BACKENDS = ("numpy", "array-api-strict", "numba", "cupy", "torch", "jax")
 #: The variables that size the thread pools of the libraries the backends load, read when each
 #: library starts its pool: set them (``pinned_environment``) before the library is imported.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                    "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+                    "BLIS_NUM_THREADS", "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                    "NUMEXPR_NUM_THREADS")
 
 #: The variables that choose a BLAS's kernels over its own pick (OpenBLAS's by CPU model, MKL's by
 #: instruction set). Some machines set them to work around old builds; they can halve a product's
