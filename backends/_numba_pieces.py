@@ -14,6 +14,7 @@ This module imports numba at the top: import it only through ``backends.numba_ba
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import types
 import uuid
@@ -202,9 +203,20 @@ def blas_pieces(gemm: Callable, update_gemm: Callable | None = None) -> dict[str
     is fused into its product as torch's ``addmm_`` does: ``P = -lr a.T @ grad_out + 1 P`` in
     one gemm over P, no gradient written out. A batch of one keeps the pieces of Numba's
     ``@`` and their loops: a one-row gemm made the step 1.9-3.4x slower (docs/numba-blas.md).
+    Each piece is compiled once per gemm in a process, whatever pairs it joins.
     """
     update_gemm = gemm if update_gemm is None else update_gemm
+    weight_gradient_, weight_update_ = _blas_updates(update_gemm)
+    return {"forward": _blas_forward(gemm), "loss_and_grad": loss_and_grad,
+            "relu_backward": relu_backward, "weight_gradient": weight_gradient_,
+            "weight_update": weight_update_}
 
+
+# Pieces made once per gemm: pairs sharing a gemm ((aocl, scipy), (scipy, scipy)) share
+# them. stable_njit derives a dispatcher's uuid from its code and closure, and Numba expects
+# one dispatcher per uuid (Dispatcher._memo, which unpickling reads).
+@functools.lru_cache(maxsize=None)
+def _blas_forward(gemm: Callable) -> Callable:
     def blas_forward(x, W, S):
         if x.shape[0] == 1:
             return forward(x, W, S)
@@ -214,21 +226,24 @@ def blas_pieces(gemm: Callable, update_gemm: Callable | None = None) -> dict[str
         y = gemm(one, h, False, S, False, zero, np.empty((h.shape[0], S.shape[1]), h.dtype))
         return u, h, y
 
+    return stable_njit(blas_forward)
+
+
+@functools.lru_cache(maxsize=None)
+def _blas_updates(gemm: Callable) -> tuple[Callable, Callable]:
     def blas_weight_gradient(a, grad_out):
         if a.shape[0] == 1:
             return weight_gradient(a, grad_out)
         one, zero = a.dtype.type(1), a.dtype.type(0)
         out = np.empty((a.shape[1], grad_out.shape[1]), a.dtype)
-        return update_gemm(one, a, True, grad_out, False, zero, out)
+        return gemm(one, a, True, grad_out, False, zero, out)
 
     def weight_update(P, a, grad_out, lr):
         if a.shape[0] == 1:
             return _outer_update(P, a, grad_out, lr)
-        return update_gemm(-lr, a, True, grad_out, False, P.dtype.type(1), P)
+        return gemm(-lr, a, True, grad_out, False, P.dtype.type(1), P)
 
-    return {"forward": stable_njit(blas_forward), "loss_and_grad": loss_and_grad,
-            "relu_backward": relu_backward, "weight_gradient": stable_njit(blas_weight_gradient),
-            "weight_update": stable_njit(weight_update)}
+    return stable_njit(blas_weight_gradient), stable_njit(weight_update)
 
 
 #: The replaced pieces, by name, for ``make_step(numpy, jit=stable_njit, **PIECES)``.

@@ -37,9 +37,15 @@ class WorkerTimeout(WorkerError):
 
 
 def one_line(exc: BaseException) -> str:
-    """An exception as one short line, for a worker's reply."""
-    text = " ".join(str(exc).split()) or "(no message)"
-    return f"{type(exc).__name__}: {text[:500]}"
+    """An exception as one short line, for a worker's reply, with the exceptions it was raised
+    from (a ``SystemError`` from compiled code names only the call; its cause says what failed)."""
+    parts, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = " ".join(str(exc).split()) or "(no message)"
+        parts.append(f"{type(exc).__name__}: {text}")
+        exc = exc.__cause__
+    return " <- from ".join(parts)[:700]
 
 
 def how_it_ended(returncode: int | None) -> str:

@@ -36,7 +36,8 @@ class FakeBackend(NumpyBackend):
         self.step_sleep = config.get("step_sleep", 0.0)
         self.first_call_sleep = config.get("first_call_sleep", 0.0)
         self.at_batch = config.get("at_batch")  # the batch size the hooks below act at
-        self.action = config.get("action")  # fail, segv, abort, exit, native_sleep, allocate
+        # fail, fail_from, segv, abort, exit, native_sleep, allocate
+        self.action = config.get("action")
         self.allocate_bytes = config.get("allocate_bytes", 0)
         self.nan_loss = config.get("nan_loss", False)
         self.inf_weights = config.get("inf_weights", False)
@@ -50,6 +51,11 @@ class FakeBackend(NumpyBackend):
     def _act(self) -> None:
         if self.action == "fail":
             raise RuntimeError(f"fake failure at batch {self.at_batch}")
+        if self.action == "fail_from":  # as compiled code reports an error it left set
+            try:
+                {}["fake cause"]
+            except KeyError as cause:
+                raise SystemError("fake step returned a result with an exception set") from cause
         if self.action == "segv":
             os.kill(os.getpid(), signal.SIGSEGV)
         if self.action == "abort":

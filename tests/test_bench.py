@@ -231,6 +231,18 @@ def test_an_error_at_one_point_is_recorded_and_the_sweep_goes_on(capsys, tmp_pat
     assert "fake failure at batch 2" in stdout and "Traceback" not in err
 
 
+def test_an_error_names_the_exception_it_was_raised_from(capsys, tmp_path, install_fake):
+    """A SystemError from compiled code names only the call; its cause says what failed.
+    (The fake backend stands in for such code: a harness test.)"""
+    install_fake(at_batch=2, action="fail_from")
+    out = tmp_path / "r.json"
+    run_cli(capsys, "bench", "--backend", "fake", "--batch-size", "2", *TINY,
+            "--dtype", "float64", "--output", out)
+    (result,) = strict_json(out)["results"]
+    assert result["error"] == ("SystemError: fake step returned a result with an exception set"
+                               " <- from KeyError: 'fake cause'")
+
+
 def test_fail_fast_stops_at_the_first_error(capsys, tmp_path, install_fake):
     install_fake(at_batch=2, action="fail")
     out = tmp_path / "r.json"

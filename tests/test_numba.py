@@ -425,7 +425,7 @@ def test_pieces_are_the_steps_own_on_the_chosen_blas(numba_backend, monkeypatch,
 
     monkeypatch.setenv("MLPBENCH_NUMBA_BLAS", library)
     pieces = numba_backend.prepare_pieces(resolve_pieces, lr=1e-3, dtype="float64")
-    expected = "forward" if library == "matmul" else "blas_pieces.<locals>.blas_forward"
+    expected = "forward" if library == "matmul" else "_blas_forward.<locals>.blas_forward"
     assert pieces["forward"].py_func.__qualname__ == expected
 
 
@@ -675,6 +675,25 @@ def test_a_step_on_two_libraries_matches_numpy(numba_backend, dtype):
                           np.dtype(dtype).type(1e-3))
         for got, want in zip((W, S, np.asarray(loss, dtype)), reference):
             _close(got, np.asarray(want), dtype)
+
+
+@uses_numba
+def test_a_gemm_has_one_compiled_piece_in_every_pair():
+    """Pairs sharing a gemm share its pieces: two dispatchers of one code and closure got one
+    uuid (stable_njit), which Numba keeps for one dispatcher only."""
+    from backends import _numba_blas, _numba_pieces
+
+    other = _other_library()
+    gemm = {name: _numba_blas.gemm_for(name, "float32") for name in (other, "scipy")}
+    pairs = [(other, "scipy"), ("scipy", "scipy"), ("scipy", other), (other, other)]
+    pieces = {pair: _numba_pieces.blas_pieces(gemm[pair[0]], gemm[pair[1]]) for pair in pairs}
+    for name, side in (("forward", 0), ("weight_gradient", 1), ("weight_update", 1)):
+        for library in (other, "scipy"):
+            shared = {id(pieces[pair][name]) for pair in pairs if pair[side] == library}
+            assert len(shared) == 1, (name, library)
+        assert pieces[(other, other)][name] is not pieces[("scipy", "scipy")][name]
+    made = {id(p): p for pair in pairs for p in pieces[pair].values()}.values()
+    assert len({p._uuid for p in made}) == len(made)  # no uuid on two dispatchers
 
 
 @uses_numba
