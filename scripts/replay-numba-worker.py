@@ -40,7 +40,7 @@ def main(path: str) -> int:
         failed += got["status"] != "ok"
         print(r["dtype"], r["batch_size"], r["hidden"],
               pairs[r["dtype"], r["batch_size"], r["n_in"], r["hidden"]], got["status"],
-              got.get("error") or "", flush=True)
+              *[got["error"]] if got.get("error") else [], flush=True)
     return 1 if failed else 0
 
 

@@ -697,6 +697,25 @@ def test_a_gemm_has_one_compiled_piece_in_every_pair():
 
 
 @uses_numba
+def test_the_replay_script_runs_a_sweeps_points_in_order_on_their_pairs(tmp_path):
+    """scripts/replay-numba-worker.py: one process, the recorded points and pairs, each ok."""
+    other = _other_library()
+    pairs = [(other, "scipy"), ("scipy", "scipy"), ("scipy", other)]
+    results = [{"backend": "numba", "dtype": dtype, "batch_size": 3 + i, "n_in": 30,
+                "hidden": 9, "n_out": 4, "seed": 0,
+                "blas": {"products": {"forward": pair[0], "update": pair[1]}}}
+               for dtype in ("float32", "float64") for i, pair in enumerate(pairs)]
+    (tmp_path / "r.json").write_text(json.dumps({"results": results}))
+    proc = subprocess.run([sys.executable, "scripts/replay-numba-worker.py", tmp_path / "r.json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()[1:]
+    assert [line.split()[:3] for line in lines] == [
+        [r["dtype"], str(r["batch_size"]), "9"] for r in results]
+    assert all(line.endswith(f"{pair!r} ok") for line, pair in zip(lines, pairs * 2))
+
+
+@uses_numba
 def test_auto_with_two_libraries_picks_per_size_and_records_it(numba_backend, monkeypatch):
     from backends import _numba_blas
 
