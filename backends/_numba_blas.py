@@ -426,24 +426,29 @@ def picks_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "mlpbench" / "numba-blas"
 
 
-def _pick_file(offered: tuple[str, ...], dtype: str, sizes: tuple[int, int, int]) -> Path:
-    """The file of one pick, named by what it depends on: the CPU, each offered library's file
-    (its path, size and time: a new version is a new pick), dtype, sizes and threads."""
+def _libraries(offered: tuple[str, ...]) -> list:
+    """Each offered library's file as a pick depends on it: name, path, size, time, threads."""
     from threadpoolctl import threadpool_info
 
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line for line in f if line.startswith("model name")), "")
-    except OSError:
-        pass
     libraries = []
     for name in offered:
         path = os.path.realpath(load(name)[0].path)
         stat = os.stat(path)
         threads = [p.get("num_threads") for p in threadpool_info()
                    if os.path.realpath(p["filepath"]) == path]
-        libraries.append((name, path, stat.st_size, stat.st_mtime_ns, threads))
+        libraries.append([name, path, stat.st_size, stat.st_mtime_ns, threads])
+    return libraries
+
+
+def _pick_file(libraries: list, dtype: str, sizes: tuple[int, int, int]) -> Path:
+    """The file of one pick, named by what it depends on: the CPU, each offered library's file
+    (``_libraries``: a new version is a new pick), dtype, sizes and threads."""
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
     key = json.dumps([cpu, libraries, dtype, list(sizes), MARGIN])
     return picks_dir() / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
 
@@ -459,16 +464,39 @@ def _recorded(file: Path, offered: tuple[str, ...], sizes: tuple) -> Products | 
     return None
 
 
-def _keep(file: Path, products: Products) -> None:
-    """Write ``products`` to ``file`` whole or not at all (a temporary file renamed)."""
+def _keep(file: Path, products: Products, libraries: list | None = None) -> None:
+    """Write ``products`` to ``file`` whole or not at all (a temporary file renamed), with the
+    ``libraries`` it was measured on; then remove the picks whose library files have changed
+    or gone since (``_stale``: no process names them again)."""
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=file.parent, suffix=".tmp",
                                          delete=False) as out:
-            json.dump(products.record(), out)
+            json.dump({**products.record(), "libraries": libraries}, out)
         os.replace(out.name, file)
     except OSError:  # an unwritable cache: the pick holds for this process only
+        return
+    for other in file.parent.glob("*.json"):
+        if other != file and _stale(other):
+            for path in (other, other.with_suffix(".lock")):
+                path.unlink(missing_ok=True)
+
+
+def _stale(file: Path) -> bool:
+    """Whether a kept pick was measured on a library file since changed or removed (a pick
+    without its libraries, or unreadable, is left alone)."""
+    try:
+        libraries = json.loads(file.read_text()).get("libraries") or []
+        for _name, path, size, mtime_ns, _threads in libraries:
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                return True
+            if (stat.st_size, stat.st_mtime_ns) != (size, mtime_ns):
+                return True
+    except (OSError, ValueError, AttributeError, TypeError):
         pass
+    return False
 
 
 def pick(offered: tuple[str, ...], dtype: str, batch: int, n_in: int, hidden: int) -> Products:
@@ -484,7 +512,8 @@ def pick(offered: tuple[str, ...], dtype: str, batch: int, n_in: int, hidden: in
     sizes = (batch, n_in, hidden)
     if len(offered) == 1 or batch == 1:
         return Products(offered[0], offered[0], sizes)
-    file = _pick_file(offered, dtype, sizes)
+    libraries = _libraries(offered)
+    file = _pick_file(libraries, dtype, sizes)
     recorded = _recorded(file, offered, sizes)
     if recorded is not None:
         return recorded
@@ -493,7 +522,7 @@ def pick(offered: tuple[str, ...], dtype: str, batch: int, n_in: int, hidden: in
         if recorded is not None:
             return recorded
         products = _measure(offered, dtype, sizes)
-        _keep(file, products)
+        _keep(file, products, libraries)
     return products
 
 

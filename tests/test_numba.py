@@ -614,6 +614,9 @@ def test_a_pick_is_kept_on_disk_and_reused(monkeypatch, tmp_path):
     assert first.kept is None and first.seconds
     files = list(_numba_blas.picks_dir().glob("*.json"))
     assert len(files) == 1 and _numba_blas.picks_dir().is_relative_to(tmp_path)
+    libraries = json.loads(files[0].read_text())["libraries"]  # what _stale checks
+    assert [(name, path) for name, path, *_ in libraries] == [
+        (name, os.path.realpath(_numba_blas.load(name)[0].path)) for name in (other, "scipy")]
 
     def measured(calls):
         raise AssertionError("measured again")
@@ -632,6 +635,39 @@ def test_a_pick_is_kept_on_disk_and_reused(monkeypatch, tmp_path):
 
 
 @uses_numba
+def test_a_new_pick_removes_those_of_library_files_changed_or_gone(tmp_path):
+    """Kept picks do not pile up: each names its library files, and a pick of a file since
+    changed or removed (a new version: no process names that pick again) goes with its lock
+    when a new pick is kept. Others stay: current, other threads, older records."""
+    from backends import _numba_blas
+
+    folder = _numba_blas.picks_dir()
+    folder.mkdir(parents=True)
+    library = tmp_path / "libblas.so"
+    library.write_bytes(b"v1")
+    stat = library.stat()
+
+    def keep(name, path, size=stat.st_size, mtime=stat.st_mtime_ns, threads=(1,)):
+        libraries = None if path is None else [["scipy", str(path), size, mtime, list(threads)]]
+        _numba_blas._keep(folder / f"{name}.json",
+                          _numba_blas.Products("scipy", "scipy", (2, 3, 4)), libraries)
+        (folder / f"{name}.lock").touch()
+
+    keep("changed", library, size=stat.st_size + 1)
+    keep("gone", tmp_path / "libgone.so")
+    keep("older-record", None)
+    keep("other-threads", library, threads=(2,))
+    keep("current", library)
+    assert sorted(p.stem for p in folder.glob("*.json")) == ["current", "older-record",
+                                                             "other-threads"]
+    assert sorted(p.stem for p in folder.glob("*.lock")) == ["current", "older-record",
+                                                             "other-threads"]
+    library.write_bytes(b"v2, a new version")  # the library changes: the next pick prunes
+    keep("new", None)
+    assert sorted(p.stem for p in folder.glob("*.json")) == ["new", "older-record"]
+
+
+@uses_numba
 def test_a_pick_being_made_elsewhere_is_waited_for_and_read(monkeypatch):
     """Two processes starting together (a gate's base and head) run one pick: the second waits
     for the first's lock and reads what it kept. Harness test: a thread stands for the first."""
@@ -641,7 +677,7 @@ def test_a_pick_being_made_elsewhere_is_waited_for_and_read(monkeypatch):
 
     other = _other_library()
     offered, sizes = (other, "scipy"), (16, 40, 12)
-    file = _numba_blas._pick_file(offered, "float64", sizes)
+    file = _numba_blas._pick_file(_numba_blas._libraries(offered), "float64", sizes)
     held, release = threading.Event(), threading.Event()
     made = _numba_blas.Products("scipy", other, sizes, {"forward": {}, "update": {}})
 
