@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """The issue's table from numba-blas trial files: per point numba's median step, the best other
-backend's, their ratio, numba over numpy; and per file how many points numba leads.
+backend's, their ratio, numba over numpy; and per file how many points numba leads, and at
+the seed's sizes numba over numpy beside what a step running at the run's best large-matmul
+rate (any backend's, that dtype) would be: a guide to what is in reach, not a hard bound (a
+library's small gemm can beat another library's large one).
 
 usage: python scripts/numba-blas-table.py FILE.json [FILE.json ...]
 Each file is one `mlpbench bench` run (scripts/numba-blas-trials.sh writes them).
@@ -28,10 +31,32 @@ def summary(table: dict) -> tuple[int, int, int]:
     """(points, numba strictly fastest, numba >= 0.97x the best other)."""
     fastest = within = 0
     for times in table.values():
+        if "numba" not in times:  # numba's point failed: not a lead
+            continue
         best = min(times[b] for b in OTHERS if b in times)
         fastest += times["numba"] < best
         within += best / times["numba"] >= 0.97
     return len(table), fastest, within
+
+
+SEED_POINT = (64, 100)  # batch, hidden: the seed's sizes (n_in 1000, n_out 10)
+
+
+def seed_line(path: str) -> str:
+    """At the seed's sizes, per dtype: numba over numpy, and a step at the best matmul rate."""
+    run = json.load(open(path))
+    found = {(r["backend"], r["dtype"]): r for r in run["results"] if r["status"] == "ok"
+             and (r["batch_size"], r["hidden"]) == SEED_POINT}
+    parts = []
+    for dtype in ("float32", "float64"):
+        numba, numpy = found.get(("numba", dtype)), found.get(("numpy", dtype))
+        peaks = [v for k, v in run.get("peak_gflops", {}).items() if k.endswith("/" + dtype) and v]
+        if numba is None or numpy is None or not peaks:
+            continue
+        at_peak = numba["flops_per_step"] / (max(peaks) * 1e9)
+        parts.append(f"{dtype} {numpy['step_s']['median'] / numba['step_s']['median']:.2f}x "
+                     f"({numpy['step_s']['median'] / at_peak:.2f}x at the best matmul rate)")
+    return "seed: numba vs numpy " + ", ".join(parts) if parts else "seed: not in this run"
 
 
 def main(paths: list[str]) -> int:
@@ -41,7 +66,8 @@ def main(paths: list[str]) -> int:
     tables = [points(p) for p in paths]
     for path, table in zip(paths, tables):
         n, fastest, within = summary(table)
-        print(f"{path}: numba fastest at {fastest} of {n}, >= 0.97x the best at {within} of {n}")
+        print(f"{path}: numba fastest at {fastest} of {n}, >= 0.97x the best at {within} of {n}; "
+              f"{seed_line(path)}")
     print("\n| batch, hidden, dtype | numba | best other | best / numba | numba vs numpy |")
     print("|---|---|---|---|---|")
     for key in sorted(tables[0]):
