@@ -72,6 +72,9 @@ def main(paths: list[str]) -> int:
     print("|---|---|---|---|---|")
     for key in sorted(tables[0]):
         runs = [t[key] for t in tables if key in t and "numba" in t[key]]
+        if not runs:
+            print(f"| {key[0]}, {key[1]}, {key[2][5:]} | no result | | | |")
+            continue
         numba = statistics.median(t["numba"] for t in runs)
         ratios = [min(t[b] for b in OTHERS if b in t) / t["numba"] for t in runs]
         vs_numpy = [t["numpy"] / t["numba"] for t in runs]
