@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import sys
 import tempfile
 import time
@@ -472,7 +473,8 @@ def _keep(file: Path, products: Products, libraries: list | None = None) -> None
         file.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=file.parent, suffix=".tmp",
                                          delete=False) as out:
-            json.dump({**products.record(), "libraries": libraries}, out)
+            json.dump({**products.record(), "libraries": libraries,
+                       "host": socket.gethostname()}, out)
         os.replace(out.name, file)
     except OSError:  # an unwritable cache: the pick holds for this process only
         return
@@ -483,11 +485,14 @@ def _keep(file: Path, products: Products, libraries: list | None = None) -> None
 
 
 def _stale(file: Path) -> bool:
-    """Whether a kept pick was measured on a library file since changed or removed (a pick
-    without its libraries, or unreadable, is left alone)."""
+    """Whether a kept pick was measured on this host on a library file since changed or
+    removed. A pick without its libraries, unreadable, or of another host (a home folder
+    shared by machines whose libraries live elsewhere) is left alone."""
     try:
-        libraries = json.loads(file.read_text()).get("libraries") or []
-        for _name, path, size, mtime_ns, _threads in libraries:
+        record = json.loads(file.read_text())
+        if record.get("host") != socket.gethostname():
+            return False
+        for _name, path, size, mtime_ns, _threads in record.get("libraries") or []:
             try:
                 stat = os.stat(path)
             except FileNotFoundError:

@@ -638,7 +638,8 @@ def test_a_pick_is_kept_on_disk_and_reused(monkeypatch, tmp_path):
 def test_a_new_pick_removes_those_of_library_files_changed_or_gone(tmp_path):
     """Kept picks do not pile up: each names its library files, and a pick of a file since
     changed or removed (a new version: no process names that pick again) goes with its lock
-    when a new pick is kept. Others stay: current, other threads, older records."""
+    when a new pick is kept. Others stay: current, other threads, older records, another
+    host's."""
     from backends import _numba_blas
 
     folder = _numba_blas.picks_dir()
@@ -656,15 +657,17 @@ def test_a_new_pick_removes_those_of_library_files_changed_or_gone(tmp_path):
     keep("changed", library, size=stat.st_size + 1)
     keep("gone", tmp_path / "libgone.so")
     keep("older-record", None)
+    keep("other-host", tmp_path / "libgone.so")  # a shared home: its libraries live elsewhere
+    record = json.loads((folder / "other-host.json").read_text())
+    (folder / "other-host.json").write_text(json.dumps({**record, "host": "elsewhere"}))
     keep("other-threads", library, threads=(2,))
     keep("current", library)
-    assert sorted(p.stem for p in folder.glob("*.json")) == ["current", "older-record",
-                                                             "other-threads"]
-    assert sorted(p.stem for p in folder.glob("*.lock")) == ["current", "older-record",
-                                                             "other-threads"]
+    kept = ["current", "older-record", "other-host", "other-threads"]
+    assert sorted(p.stem for p in folder.glob("*.json")) == kept
+    assert sorted(p.stem for p in folder.glob("*.lock")) == kept
     library.write_bytes(b"v2, a new version")  # the library changes: the next pick prunes
     keep("new", None)
-    assert sorted(p.stem for p in folder.glob("*.json")) == ["new", "older-record"]
+    assert sorted(p.stem for p in folder.glob("*.json")) == ["new", "older-record", "other-host"]
 
 
 @uses_numba
