@@ -17,10 +17,10 @@ import sys
 OTHERS = ("numpy", "torch", "jax")
 
 
-def points(path: str) -> dict[tuple, dict[str, float]]:
+def points(run: dict) -> dict[tuple, dict[str, float]]:
     """{(batch, hidden, dtype): {backend: median seconds per step}} of one results file."""
     table: dict[tuple, dict[str, float]] = {}
-    for r in json.load(open(path))["results"]:
+    for r in run["results"]:
         if r["status"] == "ok":
             key = (r["batch_size"], r["hidden"], r["dtype"])
             table.setdefault(key, {})[r["backend"]] = r["step_s"]["median"]
@@ -42,9 +42,8 @@ def summary(table: dict) -> tuple[int, int, int]:
 SEED_POINT = (64, 100)  # batch, hidden: the seed's sizes (n_in 1000, n_out 10)
 
 
-def seed_line(path: str) -> str:
+def seed_line(run: dict) -> str:
     """At the seed's sizes, per dtype: numba over numpy, and a step at the best matmul rate."""
-    run = json.load(open(path))
     found = {(r["backend"], r["dtype"]): r for r in run["results"] if r["status"] == "ok"
              and (r["batch_size"], r["hidden"]) == SEED_POINT}
     parts = []
@@ -63,11 +62,12 @@ def main(paths: list[str]) -> int:
     if not paths:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
-    tables = [points(p) for p in paths]
-    for path, table in zip(paths, tables):
+    runs = [json.load(open(p)) for p in paths]
+    tables = [points(run) for run in runs]
+    for path, run, table in zip(paths, runs, tables):
         n, fastest, within = summary(table)
         print(f"{path}: numba fastest at {fastest} of {n}, >= 0.97x the best at {within} of {n}; "
-              f"{seed_line(path)}")
+              f"{seed_line(run)}")
     print("\n| batch, hidden, dtype | numba | best other | best / numba | numba vs numpy |")
     print("|---|---|---|---|---|")
     for key in sorted(tables[0]):
