@@ -20,7 +20,9 @@ _REGISTRY = {
     "array-api-strict": "backends.strict_backend:StrictBackend",
     "numba": "backends.numba_backend:NumbaBackend",
     "cupy": "backends.cupy_backend:CupyBackend",
+    "cupy-graph": "backends.cupy_graph:CupyGraphBackend",
     "torch": "backends.torch_backend:TorchBackend",
+    "torch-graph": "backends.torch_graph:TorchGraphBackend",
     "jax": "backends.jax_backend:JaxBackend",
     "dask": "backends.dask_backend:DaskBackend",
 }

@@ -92,6 +92,11 @@ class Backend:
         """Bytes of device memory the library holds at most so far (None on a CPU)."""
         return None
 
+    def empty_launches(self) -> dict[str, Callable[[int], None]] | None:
+        """On a GPU: ``run(n)`` functions that launch n empty kernels, and n replays of a graph
+        of one empty kernel ({"empty_kernel", "empty_graph"}), for the launch floor; None elsewhere."""
+        return None
+
     def tf32(self, dtype: str) -> bool | None:
         """Whether TF32 is in effect for ``dtype`` matmuls (None: this backend has no TF32)."""
         return None

@@ -251,6 +251,26 @@ class CupyBackend(Backend):
     def device_timer(self) -> DeviceTimer:
         return DeviceTimer(self._import())
 
+    def empty_launches(self) -> dict[str, Callable[[int], None]]:
+        cupy = self._import()
+        empty = cupy.RawKernel('extern "C" __global__ void mlpbench_empty() {}', "mlpbench_empty")
+        empty((1,), (1,), ())  # compiled and loaded before capture
+        stream = cupy.cuda.Stream(non_blocking=True)
+        with stream:
+            stream.begin_capture()
+            empty((1,), (1,), ())
+            graph = stream.end_capture()
+
+        def kernels(n: int) -> None:
+            for _ in range(n):
+                empty((1,), (1,), ())
+
+        def graphs(n: int) -> None:
+            for _ in range(n):
+                graph.launch()
+
+        return {"empty_kernel": kernels, "empty_graph": graphs}
+
     # -- the step -------------------------------------------------------------
     def configure(self, dtype: str) -> None:
         """Set cuBLAS's float32 compute type explicitly, from ``allow_tf32``.
@@ -285,6 +305,6 @@ class CupyBackend(Backend):
 
     def prepare_pieces(self, make_pieces: Callable, *, lr: float, dtype: str) -> dict[str, Callable]:
         """The step's pieces, its elementwise ones fused as in ``prepare``."""
-        self.set_tf32(dtype)
+        self.configure(dtype)
         fused = fused_pieces(self._import())
         return super().prepare_pieces(lambda xp: make_pieces(xp, **fused), lr=lr, dtype=dtype)

@@ -88,6 +88,22 @@ class JaxBackend(Backend):
 
         return jax
 
+    def available(self) -> tuple[bool, str]:
+        """JAX imports, and where ``JAX_PLATFORMS`` names a platform other than the CPU,
+        that platform starts (JAX says so only when first used, at times with an empty
+        ``AssertionError``)."""
+        ok, why = super().available()
+        platforms = os.environ.get("JAX_PLATFORMS", "").strip().lower()
+        if not ok or platforms in ("", "cpu"):
+            return ok, why
+        try:
+            self._jax().devices()
+        except Exception as exc:  # RuntimeError, AssertionError: whatever the plugin raises
+            text = " ".join(str(exc).split())[:200] or "no message"
+            return False, (f"JAX cannot start the platforms JAX_PLATFORMS={platforms!r} names "
+                           f"({type(exc).__name__}: {text}); unset it or install their plugin")
+        return True, ""
+
     def _jax(self) -> Any:
         """The jax module, with its runtime started (by ``threads`` if that came first)."""
         jax = self._import()
@@ -153,7 +169,19 @@ class JaxBackend(Backend):
         return self._jax().numpy
 
     def configure(self, dtype: str) -> None:
+        """64-bit types for float64; on a GPU, float32 products in full float32 unless
+        ``allow_tf32`` (XLA's default there is TF32)."""
         self._dtype_ready(dtype)
+        if not self._on_cpu_only():
+            precision = "tensorfloat32" if self.allow_tf32 else "highest"
+            self._import().config.update("jax_default_matmul_precision", precision)
+
+    def tf32(self, dtype: str) -> bool | None:
+        """On a GPU, whether float32 products may use TF32 (None on the CPU)."""
+        if self._on_cpu_only():
+            return None
+        return (dtype == "float32" and self.allow_tf32
+                and os.environ.get("NVIDIA_TF32_OVERRIDE") != "0")
 
     def _dtype_ready(self, dtype: Any) -> None:
         """Turn on 64-bit types before a 64-bit array is made (JAX would make it 32-bit)."""

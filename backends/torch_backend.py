@@ -89,7 +89,39 @@ class TorchBackend(Backend):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
 
+    def tf32(self, dtype: str) -> bool | None:
+        """On CUDA, whether float32 matmuls use TF32 (``allow_tf32``; off by default)."""
+        if not self._on_cuda:
+            return None
+        torch = self._import()
+        return dtype == "float32" and bool(torch.backends.cuda.matmul.allow_tf32)
+
+    def empty_launches(self) -> dict[str, Callable[[int], None]] | None:
+        """On CUDA: ``torch.cuda._sleep(0)`` (a kernel that waits no cycles) and a graph of it."""
+        if not self._on_cuda:
+            return None
+        torch = self._import()
+        torch.cuda._sleep(0)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            torch.cuda._sleep(0)
+
+        def kernels(n: int) -> None:
+            for _ in range(n):
+                torch.cuda._sleep(0)
+
+        def graphs(n: int) -> None:
+            for _ in range(n):
+                graph.replay()
+
+        return {"empty_kernel": kernels, "empty_graph": graphs}
+
     # -- the step -------------------------------------------------------------
+    def configure(self, dtype: str) -> None:
+        """On CUDA, TF32 for float32 matmuls exactly as ``allow_tf32`` says, whatever the defaults."""
+        if self._on_cuda:
+            self._import().backends.cuda.matmul.allow_tf32 = self.allow_tf32
+
     def prepare(self, make_step: Callable, *, lr: float, dtype: str) -> PreparedStep:
         """The shared step, run under ``inference_mode`` (no autograd bookkeeping).
 
@@ -98,6 +130,7 @@ class TorchBackend(Backend):
         (``OwnOutputs``), so the caller's tensors stay as they were.
         """
         torch = self._import()
+        self.configure(dtype)
         train_step = make_step(self.xp, weight_update=weight_update).train_step
         lr_ = float(lr)  # a Python scalar keeps float32 tensors float32
 
@@ -110,6 +143,7 @@ class TorchBackend(Backend):
     def prepare_pieces(self, make_pieces: Callable, *, lr: float, dtype: str) -> dict[str, Callable]:
         """The step's pieces (its in-place ``weight_update``), each run under ``inference_mode``."""
         torch = self._import()
+        self.configure(dtype)
         pieces = super().prepare_pieces(
             lambda xp: make_pieces(xp, weight_update=weight_update), lr=lr, dtype=dtype)
 

@@ -18,8 +18,8 @@ __all__ = ["PIECES", "Step", "compose_weight_update", "make_pieces", "make_step"
            "resolve_pieces"]
 
 #: Named pieces of the step a backend may replace by a faster equivalent.
-PIECES = ("forward", "loss_and_grad", "relu_backward", "weight_gradient", "sgd_update",
-          "weight_update")
+PIECES = ("forward", "loss_and_grad", "grad_h", "relu_backward", "weight_gradient",
+          "sgd_update", "weight_update")
 
 
 def make_pieces(xp: Any) -> dict[str, Callable]:
@@ -35,6 +35,11 @@ def make_pieces(xp: Any) -> dict[str, Callable]:
         d = y - t
         return xp.sum(d * d), d + d
 
+    def grad_h(grad_y, S):
+        # A piece of its own so that a backend can put it where it wants (a CUDA graph
+        # needs every product written to a buffer captured with it).
+        return grad_y @ S.T
+
     def relu_backward(u, grad_h):
         return xp.where(u > 0, grad_h, xp.zeros_like(grad_h))
 
@@ -48,6 +53,7 @@ def make_pieces(xp: Any) -> dict[str, Callable]:
     return {
         "forward": forward,
         "loss_and_grad": loss_and_grad,
+        "grad_h": grad_h,
         "relu_backward": relu_backward,
         "weight_gradient": weight_gradient,
         "sgd_update": sgd_update,
@@ -78,17 +84,12 @@ def _identity(f: Callable) -> Callable:
     return f
 
 
-def _grad_h(grad_y, S):
-    # The step writes this matmul inline; resolve_pieces names it so that it can be timed alone.
-    return grad_y @ S.T
-
-
 def resolve_pieces(xp: Any, *, jit: Callable = _identity, **replace: Callable) -> dict[str, Callable]:
     """The pieces ``make_step(xp, jit=jit, **replace)`` runs, by name.
 
     Every name of ``PIECES`` (a replacement as given, else the reference under ``jit``;
     ``weight_update`` is, unless replaced, ``sgd_update`` of ``weight_gradient`` with the
-    pieces in use) and ``grad_h`` (``grad_y @ S.T``, which the step writes inline, under ``jit``).
+    pieces in use; ``grad_h`` is ``grad_y @ S.T``).
     """
     unknown = set(replace) - set(PIECES)
     if unknown:
@@ -102,7 +103,6 @@ def resolve_pieces(xp: Any, *, jit: Callable = _identity, **replace: Callable) -
     # The composition of this step's pieces, replaced or not.
     pieces["weight_update"] = (replace.get("weight_update")
                                or jit(compose_weight_update(sgd_update, weight_gradient)))
-    pieces["grad_h"] = jit(_grad_h)
     return pieces
 
 
@@ -117,6 +117,7 @@ def make_step(xp: Any, *, jit: Callable = _identity, **replace: Callable) -> Ste
     pieces = resolve_pieces(xp, jit=jit, **replace)
     forward = pieces["forward"]
     loss_and_grad = pieces["loss_and_grad"]
+    grad_h_of = pieces["grad_h"]
     relu_backward = pieces["relu_backward"]
     weight_gradient = pieces["weight_gradient"]
     weight_update = pieces["weight_update"]
@@ -125,8 +126,7 @@ def make_step(xp: Any, *, jit: Callable = _identity, **replace: Callable) -> Ste
         # The loss and the two layers' (input, output gradient) pairs.
         u, h, y = forward(x, W, S)
         loss, grad_y = loss_and_grad(y, t)
-        grad_h = grad_y @ S.T
-        grad_u = relu_backward(u, grad_h)
+        grad_u = relu_backward(u, grad_h_of(grad_y, S))
         return loss, grad_u, h, grad_y
 
     backward = jit(backward)

@@ -63,6 +63,8 @@ def environment(libraries: list[str], facts: dict[str, dict], argv: list[str]) -
         "gpu": next(iter(gpus.values()), None),
         "gpus": gpus,
         "devices": {name: f.get("device") for name, f in facts.items()},
+        "device_roofs": {name: f["device_roofs"] for name, f in facts.items()
+                         if f.get("device_roofs")},
         "workers": {name: {"pid": f.get("pid"), "thread_info": f.get("thread_info")}
                     for name, f in facts.items()},
         "command": list(argv),

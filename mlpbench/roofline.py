@@ -33,9 +33,9 @@ from typing import Any, Callable
 from kernels import step_flops
 from mlpbench.measure import time_blocks
 
-__all__ = ["BYTES_COUNTED", "KERNEL", "attainable_gflops", "bandwidth_at", "cache_sizes",
-           "default_sizes", "intensity", "measure_bandwidth", "roof_fields", "step_bytes",
-           "working_set_bytes"]
+__all__ = ["BYTES_COUNTED", "DEVICE_KERNEL", "KERNEL", "attainable_gflops", "bandwidth_at",
+           "cache_sizes", "default_sizes", "device_roofs", "intensity", "measure_bandwidth",
+           "roof_fields", "roofs_for", "step_bytes", "working_set_bytes"]
 
 KERNEL = ("in-place scale of a float64 array, numpy.multiply(a, 1.0, out=a), pass after pass; "
           "with threads, each thread over its own contiguous slice")
@@ -118,6 +118,69 @@ def measure_bandwidth(sizes: list[int], threads: int = 1, min_time: float = 0.1,
                       "gb_per_s": 2 * array_bytes * blocks.n / min(blocks.seconds) / 1e9})
     return {"kernel": KERNEL, "bytes_counted": BYTES_COUNTED, "threads": threads,
             "min_time": min_time, "repeat": repeat, "caches": cache_sizes(), "bandwidth": table}
+
+
+DEVICE_KERNEL = ("b = a * 1 through the backend's own namespace, float32, pass after pass "
+                 "(one read and one write of the array per pass)")
+#: Arrays of the device bandwidth: one that fits in a GPU's L2 (16 MiB read and written
+#: together), one far past it.
+DEVICE_SIZES = (8 * 2**20, 2**30)
+
+
+def measure_device_bandwidth(backend: Any, sizes: tuple[int, ...] = DEVICE_SIZES,
+                             min_time: float = 0.05, repeat: int = 3) -> list[dict]:
+    """The device's bandwidth (GB/s) as the backend's own arrays see it, at each array size."""
+    import numpy as np
+
+    table = []
+    one = backend.scalar(1.0, "float32")
+    for nbytes in sizes:
+        state = {"a": backend.asarray(np.ones(nbytes // 4, dtype=np.float32))}
+
+        def run(n: int) -> None:
+            a = state["a"]
+            for _ in range(n):
+                a = a * one
+            state["a"] = a
+
+        def synchronize() -> None:
+            backend.synchronize(state["a"])
+
+        run(1)
+        synchronize()
+        blocks = time_blocks(run, synchronize, min_time=min_time, repeat=repeat)
+        table.append({"working_set_bytes": 2 * nbytes,
+                      "gb_per_s": 2 * nbytes * blocks.n / min(blocks.seconds) / 1e9})
+        del state["a"]
+    return table
+
+
+def device_roofs(backend: Any) -> dict | None:
+    """A GPU backend's roofs: its device bandwidth and its launch floor (None on a CPU)."""
+    if backend.device == "cpu":
+        return None
+    return {"kernel": DEVICE_KERNEL, "bandwidth": measure_device_bandwidth(backend),
+            "caches": {}, "launch_floor": launch_floor(backend)}
+
+
+def launch_floor(backend: Any, min_time: float = 0.05, repeat: int = 5) -> dict | None:
+    """Seconds per launch, back to back from the host, of each of ``backend.empty_launches()``
+    (the median block), as ``{"empty_kernel_s", "empty_graph_s"}``; None when it has none."""
+    launches = backend.empty_launches()
+    if not launches:
+        return None
+    floor = {}
+    for name, run in launches.items():
+        run(1)
+        backend.synchronize()
+        blocks = time_blocks(run, backend.synchronize, min_time=min_time, repeat=repeat)
+        floor[f"{name}_s"] = sorted(blocks.seconds)[len(blocks.seconds) // 2] / blocks.n
+    return floor
+
+
+def roofs_for(result: dict, environment: dict) -> dict:
+    """The roofs a result sits under: its backend's device roofs, else the machine's."""
+    return (environment.get("device_roofs") or {}).get(result["backend"]) or environment["roofs"]
 
 
 def step_bytes(batch_size: int, n_in: int, hidden: int, n_out: int, itemsize: int, *,

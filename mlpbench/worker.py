@@ -128,8 +128,11 @@ class _Worker:
             return {"error": why}
         self.threads = request["threads"]
         self.thread_info = self._stack.enter_context(self.backend.threads(self.threads))
+        from mlpbench.roofline import device_roofs
+
         return {"pid": os.getpid(), "version": self.backend.version,
                 "device": self.backend.device, "gpu": self.backend.gpu_info(),
+                "device_roofs": device_roofs(self.backend),
                 "thread_info": self.thread_info,
                 "threads": threads_in_effect(self.threads, self.thread_info)}
 

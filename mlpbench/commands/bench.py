@@ -205,7 +205,8 @@ def _run(s: argparse.Namespace, args: argparse.Namespace, chosen: list, names: l
         def on_result(result: dict) -> bool:
             if result["status"] == "ok":
                 peak = doc["peak_gflops"].get(f"{result['backend']}/{result['dtype']}")
-                result.update(roofline.roof_fields(result, peak, doc["environment"]["roofs"]))
+                result.update(roofline.roof_fields(
+                    result, peak, roofline.roofs_for(result, doc["environment"])))
             doc["results"].append(result)
             save()
             bar.update()
