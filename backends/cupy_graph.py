@@ -130,57 +130,54 @@ def buffered_pieces(cupy: Any, gemm: Gemm) -> dict[str, Callable]:
 class GraphStep:
     """(x, t, W, S) -> (W, S, loss): the step replayed from a CUDA graph.
 
-    Captured at the first call for given x and t (and again when they change), on a stream
-    of its own, after one eager step that compiles the kernels and makes the buffers. W and
-    S are the graph's own buffers, updated in place; the caller's W and S are copied in, and
-    stay as they were. The loss is copied out of the graph's buffer after each replay, so
-    that every step's loss stays its own (one small copy per step).
+    A graph is captured for given x and t and for W and S the step did not return itself:
+    into copies of them, which are then updated in place at each replay, after one eager
+    step on scratch copies that compiles the kernels and makes the buffers. So only the W
+    and S a step returned are ever written over, and only when fed back, as ``OwnOutputs``
+    does for the other backends. The loss is copied out of the graph's buffer after each
+    replay, so that every step's loss stays its own (one small copy per step).
     """
 
     def __init__(self, cupy: Any, make_step: Callable, *, lr: float, dtype: str, tf32: bool):
         self._cupy = cupy
+        self._make_step = make_step
         self._stream = cupy.cuda.Stream(non_blocking=True)
-        self._pool = cupy.cuda.MemoryPool()
-        with cupy.cuda.using_allocator(self._pool.malloc):
-            gemm = Gemm(cupy, self._stream, dtype, tf32)
-            self._lr = cupy.asarray(lr, dtype=dtype)
-        self._train_step = make_step(**buffered_pieces(cupy, gemm)).train_step
-        self._gemm = gemm
-        self._key: tuple | None = None
-        self._graph = self._loss = self._W = self._S = None
+        self._gemm = Gemm(cupy, self._stream, dtype, tf32)
+        self._lr = cupy.asarray(lr, dtype=dtype)
+        self._captured: dict | None = None
         #: Nodes of the captured graph (kernels and copies), once captured.
         self.nodes: int | None = None
 
-    def _capture(self, x, t, W, S) -> None:
+    def _capture(self, x, t, W, S) -> dict:
         cupy = self._cupy
-        cupy.cuda.get_current_stream().synchronize()  # x, t, W, S are ready
-        with cupy.cuda.using_allocator(self._pool.malloc), self._stream:
-            self._W, self._S = W.copy(), S.copy()
-            self._train_step(x, t, self._W, self._S, self._lr)  # compiles, allocates
+        W, S = W.copy(), S.copy()  # the graph's own, outside its pool: they outlive it
+        cupy.cuda.get_current_stream().synchronize()
+        pool = cupy.cuda.MemoryPool()  # the graph's alone: no later allocation reuses it
+        train_step = self._make_step(**buffered_pieces(cupy, self._gemm)).train_step
+        with cupy.cuda.using_allocator(pool.malloc), self._stream:
+            train_step(x, t, W.copy(), S.copy(), self._lr)  # compiles; makes the buffers
             self._stream.synchronize()
             self._stream.begin_capture()
             try:
-                _, _, self._loss = self._train_step(x, t, self._W, self._S, self._lr)
+                _, _, loss = train_step(x, t, W, S, self._lr)
             finally:
                 graph = self._stream.end_capture()
             graph.upload(self._stream)
             self._stream.synchronize()
-        self._graph, self.nodes = graph, _graph_nodes(graph)
-        self._key = _key(x, t, W, S)
+        self.nodes = _graph_nodes(graph)
+        return {"key": _key(x, t), "graph": graph, "pool": pool, "loss": loss, "W": W, "S": S}
 
     def __call__(self, x, t, W, S):
-        if _key(x, t, W, S) != self._key:
-            self._capture(x, t, W, S)
-        if W is not self._W:
-            self._W[...] = W
-        if S is not self._S:
-            self._S[...] = S
-        self._graph.launch()  # on the current stream, after what the caller queued there
-        return self._W, self._S, self._loss.copy()
+        c = self._captured
+        if c is None or c["key"] != _key(x, t) or W is not c["W"] or S is not c["S"]:
+            c = self._captured = None  # the old graph and its pool go first
+            c = self._captured = self._capture(x, t, W, S)
+        c["graph"].launch()  # on the current stream, after what the caller queued there
+        return c["W"], c["S"], c["loss"].copy()
 
 
-def _key(x, t, W, S) -> tuple:
-    return (x.data.ptr, t.data.ptr, x.shape, t.shape, W.shape, S.shape, x.dtype)
+def _key(x, t) -> tuple:
+    return (x.data.ptr, t.data.ptr, x.shape, t.shape, x.dtype)
 
 
 def _graph_nodes(graph: Any) -> int | None:

@@ -22,6 +22,22 @@ def _cuda_version(code: int) -> str:
     return f"{code // 1000}.{code % 1000 // 10}"
 
 
+class _EventTimer:
+    """GPU time of one timed block, from two CUDA events on torch's current stream."""
+
+    def __init__(self, torch: Any) -> None:
+        self._start = torch.cuda.Event(enable_timing=True)
+        self._stop = torch.cuda.Event(enable_timing=True)
+
+    def start(self) -> None:
+        self._start.record()
+
+    def stop(self) -> float:
+        self._stop.record()
+        self._stop.synchronize()
+        return self._start.elapsed_time(self._stop) / 1000.0
+
+
 class TorchBackend(Backend):
     """torch through ``array_api_compat.torch``, on ``cuda:0`` when CUDA is usable, else the CPU.
 
@@ -95,6 +111,10 @@ class TorchBackend(Backend):
             return None
         torch = self._import()
         return dtype == "float32" and bool(torch.backends.cuda.matmul.allow_tf32)
+
+    def device_timer(self) -> Any:
+        """On CUDA: a block's GPU time from two CUDA events on the current stream."""
+        return _EventTimer(self._import()) if self._on_cuda else None
 
     def empty_launches(self) -> dict[str, Callable[[int], None]] | None:
         """On CUDA: ``torch.cuda._sleep(0)`` (a kernel that waits no cycles) and a graph of it."""

@@ -11,51 +11,48 @@ __all__ = ["TorchGraphBackend", "TorchGraphStep"]
 class TorchGraphStep:
     """(x, t, W, S) -> (W, S, loss): the torch step replayed from a CUDA graph.
 
-    Captured at the first call for given x and t (and again when they change), after three
-    eager steps on a side stream (PyTorch's recipe: its allocator and cuBLAS settle first),
-    into PyTorch's private graph memory pool. W and S are the graph's own, updated in place
-    (``addmm_``); the caller's are copied in and stay as they were. The loss is cloned out
-    of the graph's buffer after each replay, so that every step's loss stays its own.
+    A graph is captured for given x and t and for W and S the step did not return itself:
+    into clones of them, updated in place (``addmm_``) at each replay, after three eager
+    steps on scratch clones on a side stream (PyTorch's recipe), into PyTorch's private
+    graph memory pool. So only the W and S a step returned are written over, and only when
+    fed back. The loss is cloned out of the graph's buffer after each replay, so that every
+    step's loss stays its own.
     """
 
     def __init__(self, torch: Any, train_step: Callable, lr: float) -> None:
         self._torch = torch
         self._train_step = train_step
         self._lr = lr
-        self._key: tuple | None = None
-        self._graph = self._loss = self._W = self._S = None
+        self._captured: dict | None = None
 
-    def _capture(self, x, t, W, S) -> None:
+    def _capture(self, x, t, W, S) -> dict:
         torch = self._torch
         with torch.inference_mode():
-            self._W, self._S = W.detach().clone(), S.detach().clone()
+            W, S = W.detach().clone(), S.detach().clone()
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
+                W0, S0 = W.clone(), S.clone()
                 for _ in range(3):
-                    self._train_step(x, t, self._W, self._S, self._lr)
+                    self._train_step(x, t, W0, S0, self._lr)
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                _, _, self._loss = self._train_step(x, t, self._W, self._S, self._lr)
-        self._graph = graph
-        self._key = _key(x, t, W, S)
+                _, _, loss = self._train_step(x, t, W, S, self._lr)
+        return {"key": _key(x, t), "graph": graph, "loss": loss, "W": W, "S": S}
 
     def __call__(self, x, t, W, S):
-        if _key(x, t, W, S) != self._key:
-            self._capture(x, t, W, S)
+        c = self._captured
+        if c is None or c["key"] != _key(x, t) or W is not c["W"] or S is not c["S"]:
+            c = self._captured = None  # the old graph and its pool go first
+            c = self._captured = self._capture(x, t, W, S)
         with self._torch.inference_mode():
-            if W is not self._W:
-                self._W.copy_(W)
-            if S is not self._S:
-                self._S.copy_(S)
-            self._graph.replay()
-            return self._W, self._S, self._loss.clone()
+            c["graph"].replay()
+            return c["W"], c["S"], c["loss"].clone()
 
 
-def _key(x, t, W, S) -> tuple:
-    return (x.data_ptr(), t.data_ptr(), tuple(x.shape), tuple(t.shape), tuple(W.shape),
-            tuple(S.shape), x.dtype)
+def _key(x, t) -> tuple:
+    return (x.data_ptr(), t.data_ptr(), tuple(x.shape), tuple(t.shape), x.dtype)
 
 
 class TorchGraphBackend(TorchBackend):

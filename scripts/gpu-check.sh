@@ -1,44 +1,58 @@
 #!/usr/bin/env bash
-# Prove the CuPy backend on a machine with an NVIDIA GPU: tests, check, a small bench, a summary.
+# The GPU half, run and measured on a machine with an NVIDIA GPU: every figure of docs/gpu.md.
 #
-# usage: scripts/gpu-check.sh [--wheels DIR] [--python PY] [--cuda 12|13] [--dry-run | --summarize] OUTDIR
+# usage: scripts/gpu-check.sh [--wheels DIR] [--python PY] [--cuda 12|13] [--budget S]
+#                             [--dry-run | --summarize] OUTDIR
 #
-#   OUTDIR            where gpu-check.log (all output), gpu-bench.json and gpu-bench-tf32.json
-#                     (the same with --allow-tf32) are written
-#   --wheels DIR      install missing Python packages from the wheels in DIR only (no network)
-#   --python PY       the interpreter to use (default: $PYTHON, else python3)
-#   --cuda 12|13      which CuPy to install from PyPI when cupy is missing (default 12)
-#   --dry-run         print the steps instead of running them (works without a GPU)
-#   --summarize       only print the summary of OUTDIR/gpu-bench*.json (from an earlier run)
+#   OUTDIR        where the log and the results are written (below)
+#   --wheels DIR  install missing Python packages from the wheels in DIR only (no network)
+#   --python PY   the interpreter to use (default: $PYTHON, else python3)
+#   --cuda 12|13  which CuPy to install from PyPI when cupy is missing (default 12)
+#   --budget S    seconds for all the steps together (default 540): a step gets at most what
+#                 is left, and a step with under 10 s left is skipped, saying so
+#   --dry-run     print the steps and their limits instead of running them (no GPU needed)
+#   --summarize   only print the summary of OUTDIR's results (from an earlier run)
+#
+# Steps, in order (each with its own time limit, seconds):
+#   probe     scripts/gpu_probe.py: versions, whether CuPy's own cuBLAS can be captured, the
+#             kernels and copies of one step of each GPU backend (CUPTI)        -> gpu-probe.json
+#   check     mlpbench check --backend cupy cupy-graph torch torch-graph jax (TF32 off)
+#   pytest    the contract and the GPU backends' tests, on the GPU
+#   bench     the GPU backends x batch 1,64,1024,4096 x hidden 100,1024,4096 x both dtypes,
+#             CUDA-event and wall-clock times, matmul peaks, device roofs  -> gpu-bench.json
+#   tf32      the same backends' float32 at batch and hidden 1024,4096, --allow-tf32
+#                                                                      -> gpu-bench-tf32.json
+#   gate      mlpbench regress on cupy in a scratch repository: identical code 3 times, a step
+#             10% slower (every 10th step run twice) 3 times              -> gate.jsonl
+#   numpy     numpy on the CPU, the quick grid, 1 thread (the reference)  -> cpu-numpy.json
+#   scaling   numpy, numba, torch, jax on the CPU at --threads 1,2,4,8,16, batch 64,1024 x
+#             hidden 100,1024, both dtypes                                -> cpu-scaling.json
+#   summary   python -m mlpbench.gpu_summary OUTDIR (also: --summarize)
+# All output goes to OUTDIR/gpu-check.log too.
 #
 # mlpbench runs from this source tree (PYTHONPATH), so the project itself is not installed.
-# It needs numpy, array-api-compat, threadpoolctl, tqdm, pytest and cupy; array-api-strict
-# is optional. What is missing is installed: from --wheels DIR (pip --no-index --no-deps
-# --target, into a folder beside OUTDIR), or else from PyPI with pip install -e
-# '.[test,cuda12]' (cupy only when it does not already import: two CuPy packages clash).
-#
-# A machine without network (this workplace's GPU machines have python3 3.12 with CuPy
-# 14 for CUDA 13, numpy, pytest, threadpoolctl and tqdm, but not array-api-compat): fetch
-# the pure-Python wheels where pip works, into a folder that travels with the tree:
+# It needs numpy, array-api-compat, threadpoolctl, tqdm, pytest, cupy, torch (CUDA), jax
+# (CUDA) and numba with scipy. Missing pure-Python packages: fetch the wheels where pip works,
+# into a folder that travels with the tree:
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: -d .whl \
 #       'array-api-compat>=1.9' 'array-api-strict>=2.0'
 # then run there: bash scripts/gpu-check.sh --wheels .whl "$OUT"
 #
-# Steps and their time limits (seconds): install 60, pytest --backend cupy 140, mlpbench
-# check --backend cupy 60, mlpbench bench numpy,cupy x batch 64,4096 x hidden 100,4096 150,
-# TF32 bench 45: under 8 minutes in all, a few minutes on an H200.
-# Exit status: 0 all passed; 1 a test, the check or the bench failed; 2 this machine cannot
-# run it (no GPU, packages missing, bad usage). Without a GPU it stops at the first check.
+# Exit status: 0 all passed; 1 a step failed or ran out of time; 2 this machine cannot run it
+# (no GPU, packages missing, bad usage). Without a GPU it stops at the first check.
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-python3}
 WHEELS=""
 CUDA_MAJOR=12
+BUDGET=540
 DRY_RUN=0
 SUMMARIZE=0
 OUTDIR=""
+GPU_BACKENDS="cupy cupy-graph torch torch-graph jax"
+CPU_THREADS="1 2 4 8 16"
 
 die() { echo "gpu-check: error: $*" >&2; exit 2; }
 
@@ -47,6 +61,7 @@ while [ $# -gt 0 ]; do
         --wheels) [ $# -ge 2 ] || die "--wheels needs a folder"; WHEELS=$2; shift 2 ;;
         --python) [ $# -ge 2 ] || die "--python needs an interpreter"; PY=$2; shift 2 ;;
         --cuda) [ $# -ge 2 ] || die "--cuda needs 12 or 13"; CUDA_MAJOR=$2; shift 2 ;;
+        --budget) [ $# -ge 2 ] || die "--budget needs seconds"; BUDGET=$2; shift 2 ;;
         --dry-run) DRY_RUN=1; shift ;;
         --summarize) SUMMARIZE=1; shift ;;
         -h|--help) sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -54,8 +69,9 @@ while [ $# -gt 0 ]; do
         *) [ -z "$OUTDIR" ] || die "one OUTDIR only, got '$OUTDIR' and '$1'"; OUTDIR=$1; shift ;;
     esac
 done
-[ -n "$OUTDIR" ] || die "usage: scripts/gpu-check.sh [--wheels DIR] [--python PY] [--cuda 12|13] [--dry-run | --summarize] OUTDIR"
+[ -n "$OUTDIR" ] || die "usage: scripts/gpu-check.sh [--wheels DIR] [--python PY] [--cuda 12|13] [--budget S] [--dry-run | --summarize] OUTDIR"
 case $CUDA_MAJOR in 12|13) ;; *) die "--cuda must be 12 or 13, got '$CUDA_MAJOR'" ;; esac
+case $BUDGET in ''|*[!0-9]*|0) die "--budget must be a positive whole number of seconds, got '$BUDGET'" ;; esac
 if [ -n "$WHEELS" ]; then
     [ -d "$WHEELS" ] || die "--wheels: no folder '$WHEELS'"
     WHEELS=$(cd "$WHEELS" && pwd)
@@ -64,36 +80,39 @@ command -v "$PY" >/dev/null 2>&1 || die "no Python interpreter '$PY' (use --pyth
 mkdir -p "$OUTDIR" || die "cannot create '$OUTDIR'"
 OUTDIR=$(cd "$OUTDIR" && pwd)
 LOG=$OUTDIR/gpu-check.log
-JSON=$OUTDIR/gpu-bench.json
-JSON_TF32=$OUTDIR/gpu-bench-tf32.json
 SITE=${GPU_CHECK_SITE:-${TMPDIR:-/tmp}/mlpbench-gpu-check-site}
 
 export PYTHONPATH="$REPO:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# JAX takes 75% of the GPU's memory at start unless told otherwise; the backends share the GPU.
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
 
 FAILED=()
+START=$SECONDS
 
-# step NAME LIMIT CMD...: run CMD (printed first) with a time limit; a failure is recorded.
+# step NAME LIMIT CMD...: run CMD (printed first) within LIMIT and what is left of the budget.
 step() {
-    local name=$1 limit=$2 rc
+    local name=$1 limit=$2 rc left
     shift 2
+    left=$((BUDGET - (SECONDS - START)))
+    [ "$left" -lt "$limit" ] && [ "$DRY_RUN" = 0 ] && limit=$left
     echo
     echo "=== $name (limit ${limit}s): $(printf '%q ' "$@")"
     if [ "$DRY_RUN" = 1 ]; then return 0; fi
-    if command -v timeout >/dev/null 2>&1; then
-        timeout --kill-after=10 "$limit" "$@"
-    else
-        "$@"
+    if [ "$limit" -lt 10 ]; then
+        echo "=== $name: skipped, ${left}s of the ${BUDGET}s budget left"
+        FAILED+=("$name (skipped: out of time)")
+        return 1
     fi
+    local began=$SECONDS
+    timeout --kill-after=10 "$limit" "$@"
     rc=$?
-    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-        echo "=== $name: ran past ${limit}s"
-    fi
+    echo "=== $name: exit $rc after $((SECONDS - began))s"
+    [ "$rc" = 124 ] || [ "$rc" = 137 ] && echo "=== $name: ran past ${limit}s"
     [ "$rc" = 0 ] || FAILED+=("$name (exit $rc)")
     return "$rc"
 }
 
-# The modules a run needs, printed space-separated when missing.
 missing_modules() {
     "$PY" - <<'EOF'
 import importlib
@@ -137,14 +156,77 @@ gpu_present() {
     compgen -G '/dev/nvidia[0-9]*' >/dev/null
 }
 
+# The regression gate on cupy, in a scratch repository of this tree: identical code, then a
+# step 10% slower (every 10th step run twice), three runs each; reports in OUTDIR/gate.jsonl.
+gate_trials() {
+    command -v git >/dev/null 2>&1 || { echo "gate: git is not installed here"; return 2; }
+    local repo=${TMPDIR:-/tmp}/mlpbench-gate-repo runs=$OUTDIR/gate-runs
+    rm -rf "$repo" "$runs" && mkdir -p "$repo" "$runs" || return 2
+    cp -r "$REPO"/backends "$REPO"/kernels "$REPO"/mlpbench "$REPO"/pyproject.toml "$repo"/ || return 2
+    find "$repo" -name __pycache__ -prune -exec rm -rf {} +
+    cd "$repo" || return 2
+    local g=(git -c user.name=gpu-check -c user.email=gpu-check@localhost)
+    "${g[@]}" init -q && "${g[@]}" add -A && "${g[@]}" commit -qm base \
+        && "${g[@]}" commit -q --allow-empty -m identical || return 2
+    "$PY" - <<'EOF' || return 2
+import re, sys
+path = "backends/cupy_backend.py"
+text = open(path).read()
+old = ("        def step(x, t, W, S):\n            return train_step(x, t, W, S, lr_)\n\n"
+       "        return step\n\n    def prepare_pieces")
+new = ("        calls = [0]\n\n        def step(x, t, W, S):\n            calls[0] += 1\n"
+       "            if calls[0] % 10 == 0:  # every 10th step twice: 10% slower\n"
+       "                train_step(x, t, W, S, lr_)\n"
+       "            return train_step(x, t, W, S, lr_)\n\n        return step\n\n    def prepare_pieces")
+if text.count(old) != 1:
+    sys.exit("gate: the cupy step to slow down was not found once in " + path)
+open(path, "w").write(text.replace(old, new))
+EOF
+    "${g[@]}" commit -qam "cupy 10% slower" || return 2
+    # The gate works when identical code passes (exit 0) and the slower step fails (exit 1).
+    local rc=0 i head kind want got
+    for i in 1 2 3; do
+        for head in HEAD~1 HEAD; do
+            if [ "$head" = HEAD ]; then kind=slower want=1; else kind=identical want=0; fi
+            echo "--- gate run $i: base HEAD~2, head $head ($kind)"
+            "$PY" -m mlpbench regress --base HEAD~2 --head "$head" --backend cupy --budget 20 \
+                --output "$runs/run-$i-$kind.json"
+            got=$?
+            echo "--- gate run $i ($kind): exit $got, expected $want"
+            [ "$got" = "$want" ] || rc=1
+        done
+    done
+    cd "$REPO" || return 2
+    "$PY" - "$runs" "$OUTDIR/gate.jsonl" <<'EOF'
+import json, pathlib, sys
+runs, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+with out.open("w") as f:
+    for path in sorted(runs.glob("*.json")):
+        record = json.loads(path.read_text())
+        record["run"] = path.stem
+        f.write(json.dumps(record) + "\n")
+EOF
+    rm -rf "$runs"
+    return $rc
+}
+
+cpu_scaling() {
+    local n rc=0
+    for n in $CPU_THREADS; do
+        CUDA_VISIBLE_DEVICES= JAX_PLATFORMS=cpu MLPBENCH_NUMBA_BLAS=scipy \
+            "$PY" -m mlpbench bench --backend numpy,numba,torch,jax --batch-size 64,1024 \
+            --hidden 100,1024 --threads "$n" --min-time 0.03 --repeat 3 --timeout 60 \
+            --output "$OUTDIR/cpu-scaling.json" --resume || rc=1
+    done
+    return $rc
+}
+
 summary() {
-    local args=("$JSON")
-    [ -e "$JSON_TF32" ] && args+=("$JSON_TF32")
-    "$PY" -m mlpbench.gpu_summary "${args[@]}"
+    "$PY" -m mlpbench.gpu_summary "$OUTDIR"
 }
 
 main() {
-    echo "gpu-check: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname), repo $REPO, python $PY"
+    echo "gpu-check: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname), repo $REPO, python $PY, budget ${BUDGET}s"
     [ "$DRY_RUN" = 1 ] && echo "(dry run: steps are printed, not run)"
 
     echo; echo "=== GPU"
@@ -170,36 +252,34 @@ main() {
             [ -z "$missing" ] || die "still missing after the install: $missing"
         fi
     fi
-    "$PY" -m pip list 2>/dev/null \
-        | grep -i -E '^(numpy|cupy[-a-z0-9]*|array[-_]api[-_a-z]*|threadpoolctl|tqdm|pytest|cuda[-a-z]*) ' \
-        || true
 
-    echo; echo "=== the cupy backend"
-    if ! "$PY" - <<'EOF'
-import sys
-import backends
-b = backends.create("cupy")
-ok, why = b.available()
-if not ok:
-    sys.exit(f"gpu-check: error: {why}")
-print(f"{b.library} {b.version}; {b.describe('float32')}")
-EOF
-    then
-        [ "$DRY_RUN" = 1 ] || die "the cupy backend cannot run here (reason above)"
-        echo "(a real run stops at this point)"
-    fi
+    echo; echo "=== the GPU backends"
+    "$PY" -m mlpbench backends
     [ "$DRY_RUN" = 0 ] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi
 
-    rm -f "$JSON" "$JSON_TF32"  # never summarise an earlier run's results
-    step "pytest --backend cupy" 140 "$PY" -m pytest -q -p no:cacheprovider --backend cupy \
-        -m "not slow" "$REPO/tests"
-    step "mlpbench check --backend cupy" 60 "$PY" -m mlpbench check --backend cupy
-    step "mlpbench bench" 150 "$PY" -m mlpbench bench --backend numpy,cupy \
-        --batch-size 64,4096 --hidden 100,4096 --min-time 0.1 --repeat 3 --timeout 30 \
-        --output "$JSON"
-    step "mlpbench bench --allow-tf32" 45 "$PY" -m mlpbench bench --backend cupy \
-        --batch-size 4096 --hidden 4096 --dtype float32 --min-time 0.1 --repeat 3 \
-        --timeout 30 --allow-tf32 --output "$JSON_TF32"
+    # never summarise an earlier run's results
+    rm -f "$OUTDIR"/gpu-probe.json "$OUTDIR"/gpu-bench*.json "$OUTDIR"/gate.jsonl \
+          "$OUTDIR"/cpu-numpy.json "$OUTDIR"/cpu-scaling.json
+    # shellcheck disable=SC2086
+    step "probe" 60 "$PY" "$REPO/scripts/gpu_probe.py" "$OUTDIR/gpu-probe.json" $GPU_BACKENDS
+    # shellcheck disable=SC2086
+    step "check" 75 "$PY" -m mlpbench check --backend $GPU_BACKENDS
+    step "pytest" 90 "$PY" -m pytest -q -p no:cacheprovider -m "not slow" \
+        $(printf -- '--backend %s ' $GPU_BACKENDS) "$REPO/tests/test_backends_contract.py" \
+        "$REPO/tests/test_cupy.py" "$REPO/tests/test_graphs.py" "$REPO/tests/test_torch.py" \
+        "$REPO/tests/test_jax.py"
+    step "bench" 170 "$PY" -m mlpbench bench --backend "${GPU_BACKENDS// /,}" \
+        --batch-size 1,64,1024,4096 --hidden 100,1024,4096 --min-time 0.05 --repeat 3 \
+        --timeout 60 --output "$OUTDIR/gpu-bench.json"
+    step "tf32" 30 "$PY" -m mlpbench bench --backend "${GPU_BACKENDS// /,}" --dtype float32 \
+        --batch-size 1024,4096 --hidden 1024,4096 --min-time 0.05 --repeat 3 --timeout 60 \
+        --allow-tf32 --output "$OUTDIR/gpu-bench-tf32.json"
+    step "gate" 140 bash -c gate_trials
+    step "numpy" 25 env CUDA_VISIBLE_DEVICES= "$PY" -m mlpbench bench --backend numpy --quick \
+        --threads 1 --output "$OUTDIR/cpu-numpy.json"
+    step "scaling" 170 bash -c cpu_scaling
+
+    rm -f "$OUTDIR"/*.lock  # the results files' locks: only the results come back
 
     echo; echo "=== summary"
     if [ "$DRY_RUN" = 1 ]; then
@@ -211,7 +291,7 @@ EOF
         echo "gpu-check: FAILED: ${FAILED[*]}"
         return 1
     fi
-    echo "gpu-check: all steps passed; results in $OUTDIR"
+    echo "gpu-check: all steps passed in $((SECONDS - START))s; results in $OUTDIR"
 }
 
 cd "$REPO" || die "cannot enter $REPO"
@@ -219,5 +299,7 @@ if [ "$SUMMARIZE" = 1 ]; then
     summary
     exit
 fi
+export -f gate_trials cpu_scaling 2>/dev/null
+export REPO PY OUTDIR CPU_THREADS
 main 2>&1 | tee "$LOG"
 exit "${PIPESTATUS[0]}"

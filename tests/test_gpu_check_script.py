@@ -54,26 +54,36 @@ def test_without_a_gpu_it_stops_at_once(tmp_path):
     assert not (tmp_path / "out" / "gpu-bench.json").exists()
 
 
-def test_dry_run_lists_every_step_within_eight_minutes(tmp_path):
+def test_dry_run_lists_every_step_and_their_limits(tmp_path):
     proc = run("--dry-run", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr
     steps = re.findall(r"^=== (.+?) \(limit (\d+)s\): (.*)$", proc.stdout, flags=re.M)
     names = [name for name, _, _ in steps]
-    assert names[:4] == ["pytest --backend cupy", "mlpbench check --backend cupy",
-                         "mlpbench bench", "mlpbench bench --allow-tf32"]
-    commands = {name: command for name, _, command in steps}
-    assert "--backend cupy" in commands["pytest --backend cupy"]
-    bench = commands["mlpbench bench"].replace("\\", "")
-    for flag in ("--backend numpy,cupy", "--batch-size 64,4096", "--hidden 100,4096"):
-        assert flag in bench
-    # The install step (60 s, not listed in a dry run) and the steps' own limits: under 8 minutes.
-    assert 60 + sum(int(limit) for _, limit, _ in steps) < 8 * 60
+    assert names == ["probe", "check", "pytest", "bench", "tf32", "gate", "numpy", "scaling"]
+    commands = {name: command.replace("\\", "") for name, _, command in steps}
+    for backend in ("cupy", "cupy-graph", "torch", "torch-graph", "jax"):
+        assert f"--backend {backend}" in commands["pytest"]
+        assert backend in commands["check"].split()
+    for flag in ("--backend cupy,cupy-graph,torch,torch-graph,jax",
+                 "--batch-size 1,64,1024,4096", "--hidden 100,1024,4096"):
+        assert flag in commands["bench"]
+    assert "--allow-tf32" in commands["tf32"] and "--dtype float32" in commands["tf32"]
     assert "dry run finished; nothing was run" in proc.stdout
 
 
-def _result(backend, batch, hidden, steps_per_s, peak_fraction, **extra):
+def test_a_step_past_the_budget_is_skipped_saying_so(tmp_path):
+    # The budget is checked before a step starts: with a 5 s budget spent, nothing runs.
+    script = (f"source <(sed -n '/^step() {{/,/^}}/p' {SCRIPT}); BUDGET=5; START=$((SECONDS - 5)); "
+              "DRY_RUN=0; FAILED=(); step late 60 echo ran; echo \"rc=$? ${FAILED[*]}\"")
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert "=== late: skipped, 0s of the 5s budget left" in proc.stdout
+    assert "rc=1 late (skipped: out of time)" in proc.stdout
+    assert "\nran\n" not in proc.stdout
+
+
+def _result(backend, batch, hidden, steps_per_s, peak_fraction, dtype="float32", **extra):
     median = 1 / steps_per_s
-    return {"backend": backend, "dtype": "float32", "batch_size": batch, "n_in": 1000,
+    return {"backend": backend, "dtype": dtype, "batch_size": batch, "n_in": 1000,
             "hidden": hidden, "n_out": 10, "threads": 1, "status": "ok", "error": None,
             "compile_s": 0.5, "step_s": {"median": median, "min": median, "max": median},
             "blocks": 3, "steps_per_block": 10, "samples_per_s": batch * steps_per_s,
@@ -81,36 +91,52 @@ def _result(backend, batch, hidden, steps_per_s, peak_fraction, **extra):
             "steps_per_s": steps_per_s, "peak_fraction": peak_fraction, **extra}
 
 
-def test_summarize_reports_speed_up_and_the_peak_goal(tmp_path):
-    # Made-up results in the bench schema: this tests the script's summary, not a GPU.
-    doc = {"schema": "mlpbench.bench/1",
-           "environment": {"gpu": {"name": "Test GPU", "driver": "1.0 (CUDA 13.0)", "cuda": "13.0",
-                                   "compute_capability": "9.0"},
-                           "libraries": {"numpy": "2.0", "cupy-cuda13x": "14.2.0"},
-                           "cores": 16, "cpu": "Test CPU", "python": "3.12", "platform": "Linux",
-                           "blas": [], "command": ["mlpbench", "bench"],
-                           "started": "2026-12-02T10:00:00+00:00",
-                           "finished": "2026-12-02T10:01:00+00:00"},
-           "peak_gflops": {"cupy/float32": 50000.0, "numpy/float32": 1000.0},
-           "results": [_result("numpy", 4096, 4096, 2.0, 0.5),
-                       _result("cupy", 4096, 4096, 300.0, 0.62, tf32=False,
-                               device_step_s={"median": 0.0031}),
-                       _result("numpy", 64, 100, 4000.0, 0.6),
-                       _result("cupy", 64, 100, 20000.0, 0.01)]}
+def _doc(results, **env):
+    return {"schema": "mlpbench.bench/1",
+            "environment": {"gpu": {"name": "Test GPU", "driver": "1.0 (CUDA 13.0)", "cuda": "13.0",
+                                    "compute_capability": "9.0"},
+                            "libraries": {"numpy": "2.0", "cupy-cuda13x": "14.2.0"},
+                            "cores": 16, "cpu": "Test CPU", "python": "3.12", "platform": "Linux",
+                            "blas": [], "command": ["mlpbench", "bench"],
+                            "started": "2026-12-02T10:00:00+00:00",
+                            "finished": "2026-12-02T10:01:00+00:00", **env},
+            "peak_gflops": {"cupy/float32": 50000.0}, "results": results}
+
+
+def test_summarize_checks_the_targets_on_made_up_results(tmp_path):
+    # Made-up results in the bench schema: this tests the summary, not a GPU.
+    floor = {"empty_kernel_s": 2e-6, "empty_graph_s": 3e-6}
+    roofs = {"bandwidth": [{"working_set_bytes": 2**31, "gb_per_s": 4000.0}], "launch_floor": floor}
+    bench = _doc([
+        _result("cupy", 4096, 4096, 300.0, 0.72, tf32=False, bound="compute",
+                device_step_s={"median": 1 / 300.0 / 1.02}, launches_per_step=11),
+        _result("cupy-graph", 4096, 4096, 295.0, 0.71, graph={"nodes": 11}, launches_per_step=2),
+        _result("torch", 4096, 4096, 320.0, 0.75),
+        _result("cupy", 64, 100, 20000.0, 0.01, launches_per_step=11),
+        _result("cupy-graph", 64, 100, 60000.0, 0.03, graph={"nodes": 11}, launches_per_step=2),
+        _result("jax", 64, 100, 40000.0, 0.02)],
+        device_roofs={"cupy": roofs, "cupy-graph": roofs})
     out = tmp_path / "out"
     out.mkdir()
-    (out / "gpu-bench.json").write_text(json.dumps(doc))
+    (out / "gpu-bench.json").write_text(json.dumps(bench))
+    scaling = _doc([_result("numba", 64, 100, 1000.0, None, threads=1),
+                    _result("numba", 64, 100, 800.0, None, threads=2)])
+    (out / "cpu-scaling.json").write_text(json.dumps(scaling))
     proc = run("--summarize", str(out))
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
-    assert ("GPU: Test GPU (compute capability 9.0, driver 1.0 (CUDA 13.0), CUDA runtime 13.0)"
+    assert "GPU: Test GPU (compute capability 9.0, driver 1.0 (CUDA 13.0), CUDA runtime 13.0)" in text
+    assert "cupy: bandwidth 4,000 GB/s at 2,048 MiB; launch floor: empty kernel 2.0 µs" in text
+    assert "cupy b4096 h4096 float32: 72% of its matmul peak (TF32 off; target 70%): met" in text
+    assert "cupy b4096 h4096 float32: 0.938x torch (target >= 0.9): met" in text
+    assert ("cupy b4096 h4096 float32 (compute-bound): wall/events 1.020 (target within 5%): met"
             in text)
-    assert "CuPy 14.2.0" in text
-    row = next(line.split() for line in text.splitlines()
-               if line.startswith("float32") and "4096" in line)
-    assert row == ["float32", "4096", "4096", "2.0", "300.0", "150.0", "0.62", "3.100"]
-    assert ("largest size, float32 (TF32 off): the step reaches 62% of the measured matmul peak; "
-            "meets the 50% goal") in text
+    assert "cupy-graph b64 h100 float32: 3.00x cupy (target >= 2.5x): met; fastest other: jax 1.50x" in text
+    assert "cupy-graph b4096 h4096 float32: 0.98x cupy (target within 3%): met" in text
+    row = next(line.split() for line in text.splitlines() if line.startswith("cupy ")
+               and " 64 " in line)
+    assert row[4:6] == ["50.0", "-"] and row[-2:] == ["11.0", "22.0"]  # 11 launches x 2 µs
+    assert "numba    float32     64    100     1,000       800  1->2" in text
 
 
 def test_summarize_without_results_fails(tmp_path):
