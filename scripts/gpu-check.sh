@@ -221,6 +221,25 @@ cpu_scaling() {
     return $rc
 }
 
+# The GPU backends that can run here, space-separated; each one that cannot is said on stderr.
+available_gpu_backends() {
+    # shellcheck disable=SC2086
+    "$PY" - $GPU_BACKENDS <<'EOF'
+import sys
+
+import backends
+
+usable = []
+for name in sys.argv[1:]:
+    ok, why = backends.create(name).available()
+    if ok:
+        usable.append(name)
+    else:
+        print(f"gpu-check: {name} cannot run here: {why}", file=sys.stderr)
+print(" ".join(usable))
+EOF
+}
+
 summary() {
     "$PY" -m mlpbench.gpu_summary "$OUTDIR"
 }
@@ -256,6 +275,15 @@ main() {
     echo; echo "=== the GPU backends"
     "$PY" -m mlpbench backends
     [ "$DRY_RUN" = 0 ] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi
+    if [ "$DRY_RUN" = 0 ]; then
+        local usable
+        usable=$(available_gpu_backends)
+        if [ "$usable" != "$GPU_BACKENDS" ]; then
+            FAILED+=("GPU backends missing (only: ${usable:-none})")
+            GPU_BACKENDS=$usable
+        fi
+        [ -n "$GPU_BACKENDS" ] || echo "gpu-check: no GPU backend can run here; the CPU steps only"
+    fi
 
     # never summarise an earlier run's results
     rm -f "$OUTDIR"/gpu-probe.json "$OUTDIR"/gpu-bench*.json "$OUTDIR"/gate.jsonl \
@@ -271,7 +299,7 @@ main() {
     step "bench" 170 "$PY" -m mlpbench bench --backend "${GPU_BACKENDS// /,}" \
         --batch-size 1,64,1024,4096 --hidden 100,1024,4096 --min-time 0.05 --repeat 3 \
         --timeout 60 --output "$OUTDIR/gpu-bench.json"
-    step "tf32" 30 "$PY" -m mlpbench bench --backend "${GPU_BACKENDS// /,}" --dtype float32 \
+    step "tf32" 45 "$PY" -m mlpbench bench --backend "${GPU_BACKENDS// /,}" --dtype float32 \
         --batch-size 1024,4096 --hidden 1024,4096 --min-time 0.05 --repeat 3 --timeout 60 \
         --allow-tf32 --output "$OUTDIR/gpu-bench-tf32.json"
     step "gate" 140 bash -c gate_trials
