@@ -98,3 +98,20 @@ def test_too_few_process_pairs_decide_nothing():
     assert verdict([])[0] == stats.INCONCLUSIVE
     found, e = verdict([0.3])
     assert found == stats.INCONCLUSIVE and e.low == -math.inf
+
+
+def test_detectable_grows_with_the_noise_and_needs_two_pairs():
+    import math
+
+    from mlpbench.gate.stats import detectable
+
+    quiet = [0.01, -0.01, 0.0, 0.005, -0.005]
+    noisy = [10 * e for e in quiet]
+    q = detectable(quiet, min_effect=0.05, alpha=0.05, points=8)
+    assert 0.05 < q < detectable(noisy, min_effect=0.05, alpha=0.05, points=8)
+    # More points gated: Holm's first level is stricter, so the resolution is coarser.
+    assert q < detectable(quiet, min_effect=0.05, alpha=0.05, points=32)
+    # The formula: log(1.05) + (t_{1-0.05/8, 4} + t_{0.8, 4}) * se, quantiles from tables.
+    se = 0.0079057 / math.sqrt(5)
+    assert math.isclose(q, math.expm1(math.log(1.05) + (4.3147 + 0.9410) * se), rel_tol=1e-4)
+    assert math.isnan(detectable([0.01], min_effect=0.05, alpha=0.05, points=1))

@@ -415,3 +415,58 @@ def test_uncommitted_changes_to_measured_code_are_named(fake_project, capsys, mo
     assert "not measured: uncommitted changes in kernels/scratch_edit.py" in out
     status, out, _ = gate(repo, c, "base", "identical", capsys, monkeypatch)
     assert "uncommitted" not in out
+
+
+# -- what a run reports: the minimum detectable effect, Markdown, two environments -------
+
+def test_a_slower_run_writes_its_verdict_as_markdown(fake_project, capsys, monkeypatch, tmp_path):
+    repo, c = fake_project
+    summary = tmp_path / "step-summary.md"
+    summary.write_text("earlier steps' summary\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    status, out, err = gate(repo, c, "base", "slower", capsys, monkeypatch,
+                            "--markdown", str(tmp_path / "gate.md"),
+                            "--output", str(tmp_path / "r.json"))
+    assert status == 1, out + err
+    text = (tmp_path / "gate.md").read_text()
+    assert text.startswith("## mlpbench regress: SLOWER\n")
+    assert f"### Slower\n\n**numpy {ONE_POINT}**" in text
+    assert f"| numpy {ONE_POINT} |" in text and "| slower |" in text
+    # Appended to the job's summary, after what was there.
+    assert summary.read_text() == "earlier steps' summary\n" + text
+    (point,) = json.loads((tmp_path / "r.json").read_text())["points"]
+    assert 0 < point["min_detectable_effect"] < 1
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith(f"numpy {ONE_POINT}"))
+    assert f"detects {point['min_detectable_effect']:.1%}" in line
+
+
+def test_two_interpreters_on_one_commit_are_compared(fake_project, capsys, monkeypatch, tmp_path):
+    # The same Python under two paths: two "environments" that differ in nothing but the path,
+    # so the run must pass, with base defaulting to head and each side's Python reported.
+    repo, c = fake_project
+    other = tmp_path / "python-other"
+    other.symlink_to(sys.executable)
+    monkeypatch.setattr(regress, "SETTINGS", FAST)
+    status, out, err = run_cli(["--head", c["base"], "--head-python", str(other), "--backend",
+                                "numpy", "--bench", ONE_POINT, "--output",
+                                str(tmp_path / "r.json")], repo, capsys, monkeypatch)
+    assert status == 0, out + err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["base"] == report["head"] == c["base"]
+    assert report["environments"]["head"]["python"] == str(other)
+    assert report["environments"]["base"]["python"] == sys.executable
+    assert f"mlpbench regress: head: python {sys.version.split()[0]} ({other})" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--base-python", "/no/such/python"], "--base-python '/no/such/python': no such executable"),
+    (["--head-python", "/bin/true"], "--head-python '/bin/true' is not a Python 3 interpreter"),
+    (["--markdown", "/no/such/dir/gate.md"], "no directory '/no/such/dir'"),
+    (["--markdown", "/tmp"], "--markdown '/tmp' is a directory, not a file"),
+    (["--output", "/tmp"], "--output '/tmp' is a directory, not a file"),
+])
+def test_bad_environment_and_report_flags(argv, message, capsys, monkeypatch):
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs git and the repository's history")
+    status, _, err = run_cli(["--backend", "numpy", *argv], ROOT, capsys, monkeypatch)
+    assert status == 2 and err.count("\n") == 1 and message in err, err

@@ -48,6 +48,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"(default {s.budget_s:g})")
     p.add_argument("--output", type=file_path, default=None, metavar="FILE",
                    help="write the report as JSON to FILE")
+    p.add_argument("--markdown", type=file_path, default=None, metavar="FILE",
+                   help="write the verdict as Markdown to FILE (also appended to "
+                        "$GITHUB_STEP_SUMMARY when that is set)")
+    p.add_argument("--base-python", type=non_empty, default=None, metavar="PATH",
+                   help="the Python (an environment) that runs base's side (default: this one)")
+    p.add_argument("--head-python", type=non_empty, default=None, metavar="PATH",
+                   help="the Python that runs head's side; with either, base defaults to head: "
+                        "two environments compared on one commit")
 
 
 def _backends(names: list[str] | None) -> tuple[list[str], dict[str, str]]:
@@ -74,10 +82,11 @@ def _backends(names: list[str] | None) -> tuple[list[str], dict[str, str]]:
 
 
 def _known_to_both(names: list[str], named: bool, trees: dict[str, Path], shas: dict[str, str],
-                   options) -> tuple[list[str], dict[str, str]]:
+                   options, pythons: dict[str, str] | None = None
+                   ) -> tuple[list[str], dict[str, str]]:
     """``names`` less those a commit lacks (head adds a backend, or base's ``backends`` does not
     know it), and why each was skipped; UsageError when one was named with --backend."""
-    lacking = runner.lacking(names, trees, options)
+    lacking = runner.lacking(names, trees, options, pythons=pythons)
     skipped = {}
     for name in names:
         sides = [side for side in runner.SIDES if name in lacking[side]]
@@ -101,9 +110,43 @@ def _line(point: runner.Point) -> str:
     shown = "ratio -" if r["ratio"] is None else f"ratio {r['ratio']:.3f}"
     if r["ratio_interval"]:
         shown += " [{:.3f}, {:.3f}]".format(*r["ratio_interval"])
+    mde = r["min_detectable_effect"]
+    detects = f"detects {mde:.1%}" if isinstance(mde, float) and math.isfinite(mde) else "detects -"
     return (f"  {point.name:<26} base {_times(r['base_step_s']):>10}  head "
-            f"{_times(r['head_step_s']):>10}  {shown}  {point.verdict} "
+            f"{_times(r['head_step_s']):>10}  {shown}  {detects}  {point.verdict} "
             f"({r['process_pairs']} process pairs)")
+
+
+def _interpreter(flag: str, path: str) -> str:
+    """``path`` as an absolute interpreter path, after checking that it runs Python 3."""
+    import shutil
+    import subprocess
+
+    found = shutil.which(path) if os.sep not in path else (path if os.path.isfile(path) else None)
+    if not found or not os.access(found, os.X_OK):
+        raise UsageError(f"{flag} {path!r}: no such executable")
+    try:
+        done = subprocess.run([found, "-c", "import sys; print(sys.version_info[0])"],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise UsageError(f"{flag} {path!r} does not run: {exc}") from None
+    if done.returncode != 0 or done.stdout.strip() != "3":
+        raise UsageError(f"{flag} {path!r} is not a Python 3 interpreter")
+    return os.path.abspath(found)
+
+
+def _writable(flag: str, path: str | None) -> Path | None:
+    """``path`` as a Path whose folder exists and can be written, checked before any work."""
+    if path is None:
+        return None
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{flag} {path!r} is a directory, not a file")
+    if not target.parent.is_dir():
+        raise UsageError(f"{flag} {path!r}: no directory {str(target.parent)!r}")
+    if not os.access(target.parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UsageError(f"{flag} {path!r} cannot be written")
+    return target
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,9 +156,10 @@ def run(args: argparse.Namespace) -> int:
         except re.error as exc:
             raise UsageError(f"--bench {args.bench!r} is not a regular expression: {exc}") \
                 from None
-    output = Path(args.output) if args.output else None
-    if output is not None and not output.parent.is_dir():
-        raise UsageError(f"--output {args.output!r}: no directory {str(output.parent)!r}")
+    output = _writable("--output", args.output)
+    markdown = _writable("--markdown", args.markdown)
+    pythons = {side: _interpreter(f"--{side}-python", path)
+               for side, path in (("base", args.base_python), ("head", args.head_python)) if path}
     options = replace(SETTINGS, min_effect=args.min_effect, budget_s=args.budget)
     names, skipped = _backends(args.backend)
     points = runner.plan(names, options.grid, args.bench)
@@ -124,14 +168,19 @@ def run(args: argparse.Namespace) -> int:
                          + (f", --bench {args.bench!r}" if args.bench else ""))
     root = commits.repository_root()
     head = commits.resolve_commit(root, args.head)
-    base = commits.resolve_commit(root, args.base) if args.base else \
-        commits.default_base(root, head)
-    if base == head:
-        raise UsageError(f"base and head are the same commit {head[:8]}; nothing to compare")
+    if args.base:
+        base = commits.resolve_commit(root, args.base)
+    else:
+        base = head if pythons else commits.default_base(root, head)
+    sides_differ = pythons.get("base", sys.executable) != pythons.get("head", sys.executable)
+    if base == head and not sides_differ:
+        raise UsageError(f"base and head are the same commit {head[:8]} in the same Python; "
+                         "nothing to compare (give --base-python or --head-python to compare "
+                         "two environments)")
     trees = {"base": commits.snapshot(root, base), "head": commits.snapshot(root, head)}
     try:
         return _gate(args, root, {"base": base, "head": head}, trees, options, names, skipped,
-                     output)
+                     output, markdown, pythons)
     finally:
         # After every run, so the cache stays bounded: two new snapshots per CI run otherwise.
         removed = commits.prune(options.cache_keep, options.cache_grace_s, using=trees.values())
@@ -141,9 +190,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _gate(args, root: Path, shas: dict[str, str], trees: dict[str, Path], options,
-          names: list[str], skipped: dict[str, str], output: Path | None) -> int:
+          names: list[str], skipped: dict[str, str], output: Path | None,
+          markdown: Path | None = None, pythons: dict[str, str] | None = None) -> int:
     base, head = shas["base"], shas["head"]
-    names, lacked = _known_to_both(names, bool(args.backend), trees, shas, options)
+    names, lacked = _known_to_both(names, bool(args.backend), trees, shas, options, pythons)
     points = runner.plan(names, options.grid, args.bench)
     if not points:
         raise UsageError("no point to gate: " + "; ".join(
@@ -163,21 +213,35 @@ def _gate(args, root: Path, shas: dict[str, str], trees: dict[str, Path], option
         shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
         print(f"mlpbench regress: note: not measured: uncommitted changes in {shown} "
               "(the gate compares commits)")
-    if commits.dependencies_differ(root, base, head):
+    if commits.dependencies_differ(root, base, head) and not pythons:
         print("mlpbench regress: note: the two commits' pyproject.toml dependencies differ; "
-              "both run with this environment's libraries (the gate compares the code)")
+              "both run with this environment's libraries (the gate compares the code; "
+              "--base-python/--head-python compare environments)")
+    facts: dict[str, dict] = {}
     try:
-        elapsed = runner.run(points, trees, shas, options)
+        elapsed = runner.run(points, trees, shas, options, pythons=pythons, facts=facts)
     except runner.GateError as exc:
+        report = _report(shas, options, points, math.nan, COULD_NOT_MEASURE,
+                         {**skipped, **lacked}, _environments(facts))
+        report["error"] = str(exc)
+        _write_markdown(report, markdown)
         raise UsageError(f"could not measure (not a regression, not a pass): {exc}") from None
 
+    environments = _environments(facts)
+    if pythons:
+        for side, env in environments.items():
+            print(f"mlpbench regress: {side}: python {env['python_version']} ({env['python']}); "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(env["libraries"].items()))
+                  + (f"; BLAS {', '.join(env['blas'])}" if env["blas"] else ""))
     for point in points:
         print(_line(point))
     slower = [p for p in points if p.verdict == stats.SLOWER]
     undecided = [p for p in points if p.verdict == stats.INCONCLUSIVE]
     status = SLOWER if slower else PASS
+    report = _report(shas, options, points, elapsed, status, {**skipped, **lacked}, environments)
     if output is not None:
-        _write_report(output, shas, options, points, elapsed, status, {**skipped, **lacked})
+        output.write_text(json.dumps(report, indent=1) + "\n")
+    _write_markdown(report, markdown)
     if undecided:
         print(f"mlpbench regress: warning: {len(undecided)} point(s) inconclusive within the "
               f"budget (too noisy to tell): {', '.join(p.name for p in undecided)}; not failed")
@@ -190,15 +254,40 @@ def _gate(args, root: Path, shas: dict[str, str], trees: dict[str, Path], option
     return PASS
 
 
-def _write_report(path: Path, shas: dict, options, points, elapsed: float, status: int,
-                  skipped: dict[str, str]) -> None:
+def _environments(facts: dict[str, dict]) -> dict[str, dict]:
+    """Each side's interpreter, library versions and BLAS, from its workers' start replies."""
+    sides: dict[str, dict] = {}
+    for replies in facts.values():
+        for side, reply in replies.items():
+            env = sides.setdefault(side, {"python": reply.get("python"),
+                                          "python_version": reply.get("python_version"),
+                                          "libraries": {}, "blas": []})
+            env["libraries"].update(reply.get("libraries") or {})
+            env["blas"] = sorted(set(env["blas"]) | set(reply.get("blas") or []))
+    return sides
+
+
+def _report(shas: dict, options, points, elapsed: float, status: int,
+            skipped: dict[str, str], environments: dict[str, dict]) -> dict:
     def finite(value):
         return value if not isinstance(value, float) or math.isfinite(value) else None
 
-    report = {"base": shas["base"], "head": shas["head"], "status": status,
-              "elapsed_s": elapsed, "settings": asdict(options),
-              "python": sys.version.split()[0], "machine": platform.machine(),
-              "cpu_count": os.cpu_count(), "grid": common.grid(options.grid),
-              "skipped": skipped,
-              "points": [{k: finite(v) for k, v in p.report().items()} for p in points]}
-    path.write_text(json.dumps(report, indent=1) + "\n")
+    return {"base": shas["base"], "head": shas["head"], "status": status,
+            "elapsed_s": elapsed, "settings": asdict(options),
+            "python": sys.version.split()[0], "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "grid": common.grid(options.grid),
+            "skipped": skipped, "environments": environments,
+            "points": [{k: finite(v) for k, v in p.report().items()} for p in points]}
+
+
+def _write_markdown(report: dict, path: Path | None) -> None:
+    """The Markdown verdict to ``path`` and, in a GitHub Actions job, to its step summary."""
+    from mlpbench.gate.markdown import summary
+
+    text = summary(report)
+    if path is not None:
+        path.write_text(text)
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        with open(step_summary, "a") as f:
+            f.write(text)

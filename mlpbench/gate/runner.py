@@ -54,6 +54,10 @@ class Point:
     step_s: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in SIDES})
     estimate: stats.Estimate | None = None
     verdict: str = stats.INCONCLUSIVE
+    #: The least slowdown the gate would catch at this point's noise (a fraction).
+    detectable: float = math.nan
+    #: For a point found slower: each piece's times on both sides (``pieces.attribute``).
+    pieces: list[dict] | None = None
 
     @property
     def name(self) -> str:
@@ -74,7 +78,9 @@ class Point:
                 "head_step_s": statistics.median(self.step_s["head"]) if self.effects else None,
                 "ratio": e.ratio if e and e.n else None,
                 "ratio_interval": list(e.ratio_interval) if finite else None,
-                "p_slower": e.p_slower if e else None, "effects": self.effects}
+                "p_slower": e.p_slower if e else None,
+                "min_detectable_effect": self.detectable, "effects": self.effects,
+                "pieces": self.pieces}
 
 
 def plan(backends: list[str], grid_name: str, bench: str | None) -> list[Point]:
@@ -94,12 +100,13 @@ def _environment(tree: Path, options: Settings) -> dict[str, str]:
 
 
 def lacking(backends: list[str], trees: dict[str, Path], options: Settings, *,
-            python: str = sys.executable) -> dict[str, list[str]]:
+            pythons: dict[str, str] | None = None) -> dict[str, list[str]]:
     """For each side, the ``backends`` its snapshot does not know (one that head adds, or
     removes), asked before any timing. A snapshot that cannot tell (its ``backends`` does not
     import, the question timed out) lacks none here: its workers then fail saying why."""
     def ask(side: str) -> list[str]:
         try:
+            python = (pythons or {}).get(side, sys.executable)
             done = subprocess.run([python, str(WORKER), "--lacks", ",".join(backends)],
                                   env=_environment(trees[side], options), cwd=str(trees[side]),
                                   capture_output=True, text=True,
@@ -118,12 +125,13 @@ class Workers:
 
     def __init__(self, backend: str, trees: dict[str, Path], commits: dict[str, str],
                  options: Settings, *, cpu: int | None = None,
-                 python: str = sys.executable) -> None:
+                 pythons: dict[str, str] | None = None) -> None:
         self.backend, self.commits, self.trees, self.options = backend, commits, trees, options
         self.logs = {side: tempfile.TemporaryFile("w+b") for side in SIDES}
         self.workers: dict[str, WorkerProcess] = {}
         for side in SIDES:
             env = _environment(trees[side], options)
+            python = (pythons or {}).get(side, sys.executable)
             self.workers[side] = WorkerProcess([python, str(WORKER), backend], env=env,
                                                cwd=str(trees[side]), stderr=self.logs[side])
             if cpu is not None:
@@ -204,6 +212,8 @@ def _decide(points: list[Point], options: Settings) -> None:
                                                min_effect=options.min_effect,
                                                alpha=options.alpha)):
         p.verdict = verdict
+        p.detectable = stats.detectable(p.effects, min_effect=options.min_effect,
+                                        alpha=options.alpha, points=len(points))
 
 
 def _cpu(options: Settings, rng: random.Random) -> int | None:
@@ -214,7 +224,8 @@ def _cpu(options: Settings, rng: random.Random) -> int | None:
 
 
 def _round(points: list[Point], pairs: int, trees: dict[str, Path], commits: dict[str, str],
-           options: Settings, rng: random.Random, cost: dict[str, float]) -> None:
+           options: Settings, rng: random.Random, cost: dict[str, float],
+           pythons: dict[str, str] | None, facts: dict[str, dict]) -> None:
     """``pairs`` process pairs for each backend of ``points``, backends taking turns."""
     by_backend: dict[str, list[Point]] = {}
     for p in points:
@@ -224,8 +235,9 @@ def _round(points: list[Point], pairs: int, trees: dict[str, Path], commits: dic
         rng.shuffle(names)
         for name in names:
             started = time.monotonic()
-            with Workers(name, trees, commits, options, cpu=_cpu(options, rng)) as workers:
-                workers.start()
+            with Workers(name, trees, commits, options, cpu=_cpu(options, rng),
+                         pythons=pythons) as workers:
+                facts.setdefault(name, workers.start())
                 todo = list(by_backend[name])
                 rng.shuffle(todo)
                 for point in todo:
@@ -235,13 +247,18 @@ def _round(points: list[Point], pairs: int, trees: dict[str, Path], commits: dic
 
 def run(points: list[Point], trees: dict[str, Path], commits: dict[str, str],
         options: Settings, *, seed: int | None = None,
-        log: Callable[[str], None] = print) -> float:
+        log: Callable[[str], None] = print, pythons: dict[str, str] | None = None,
+        facts: dict[str, dict] | None = None) -> float:
     """Measure and decide ``points`` (their ``verdict`` and ``estimate`` are set); returns the
-    seconds spent. GateError when a side could not be measured."""
+    seconds spent. GateError when a side could not be measured.
+
+    ``pythons`` gives each side's interpreter (default: this one); ``facts`` receives, per
+    backend, what each side's first worker said of itself (versions, BLAS, interpreter)."""
     rng = random.Random(seed)
     started = time.monotonic()
     cost: dict[str, float] = {}
-    _round(points, options.process_pairs, trees, commits, options, rng, cost)
+    facts = {} if facts is None else facts
+    _round(points, options.process_pairs, trees, commits, options, rng, cost, pythons, facts)
     _decide(points, options)
     log(f"  {options.process_pairs} process pairs per backend: "
         f"{time.monotonic() - started:.0f} s")
@@ -254,7 +271,8 @@ def run(points: list[Point], trees: dict[str, Path], commits: dict[str, str],
         next_round = options.more_process_pairs * sum(cost[b] for b in backends)
         if time.monotonic() - started + next_round > options.budget_s:
             break
-        _round(undecided, options.more_process_pairs, trees, commits, options, rng, cost)
+        _round(undecided, options.more_process_pairs, trees, commits, options, rng, cost,
+               pythons, facts)
         _decide(points, options)
         log(f"  {options.more_process_pairs} more process pairs for {len(undecided)} "
             f"undecided point(s): {time.monotonic() - started:.0f} s")

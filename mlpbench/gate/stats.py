@@ -133,3 +133,20 @@ def decide(estimates: Sequence[Estimate], *, min_effect: float, alpha: float) ->
     threshold = math.log1p(min_effect)
     return [SLOWER if s else PASS if e.high < threshold else INCONCLUSIVE
             for e, s in zip(estimates, slower)]
+
+
+def detectable(effects: Sequence[float], *, min_effect: float, alpha: float, points: int,
+               power: float = 0.8) -> float:
+    """The least slowdown (a fraction: 0.07 for 7%) this point's noise lets the gate catch
+    with probability ``power``: a true effect of ``log(1 + min_effect) + (t_(1 - alpha/points)
+    + t_power) se`` makes a one-sided t test at Holm's first level reject "not slower" that
+    often, se being the standard error of the mean over the process pairs measured. nan with
+    fewer than two process pairs."""
+    from scipy.stats import t
+
+    n = len(effects)
+    if n < 2:
+        return math.nan
+    se = statistics.stdev(effects) / math.sqrt(n)
+    shift = (t.ppf(1 - alpha / max(points, 1), n - 1) + t.ppf(power, n - 1)) * se
+    return math.expm1(math.log1p(min_effect) + shift)

@@ -67,6 +67,30 @@ def lacks(name: str) -> bool:
     return False
 
 
+def libraries(backend) -> dict:
+    """Versions of numpy, scipy and the backend's library in this worker's environment."""
+    from importlib import metadata
+
+    found = {}
+    for name in dict.fromkeys(["numpy", "scipy", getattr(backend, "library", "") or "numpy"]):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def blas() -> list[str]:
+    """The BLAS libraries loaded here, as 'openblas 0.3.31 (numpy.libs)' (threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    return sorted({f"{p.get('internal_api')} {p.get('version')} "
+                   f"({Path(p.get('filepath', '')).parent.name})"
+                   for p in threadpool_info() if p.get("user_api") == "blas"})
+
+
 def synchronizer(backend):
     """``sync(W, S, loss)``: the backend's synchronize on the step's outputs, or without
     arguments in commits whose synchronize takes none."""
@@ -109,7 +133,9 @@ class GateWorker:
             return {"error": one_line(exc)}
 
     def op_start(self, request: dict) -> dict:
-        return {"origin": self.origin, "version": self.backend.version, "pid": os.getpid()}
+        return {"origin": self.origin, "version": self.backend.version, "pid": os.getpid(),
+                "python": sys.executable, "python_version": sys.version.split()[0],
+                "libraries": libraries(self.backend), "blas": blas()}
 
     def op_prepare(self, request: dict) -> dict:
         import numpy as np
