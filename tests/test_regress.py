@@ -470,3 +470,51 @@ def test_bad_environment_and_report_flags(argv, message, capsys, monkeypatch):
         pytest.skip("needs git and the repository's history")
     status, _, err = run_cli(["--backend", "numpy", *argv], ROOT, capsys, monkeypatch)
     assert status == 2 and err.count("\n") == 1 and message in err, err
+
+
+SLOW_PIECE = ("    def forward(x, W, S):\n        u = x @ W\n",
+              "    def forward(x, W, S):\n        for _ in range(3):  # slower on purpose\n"
+              "            u = x @ W\n")
+
+
+@pytest.mark.slow
+def test_real_slower_piece_is_named(history):
+    repo, c = history
+    step = (repo / "kernels" / "step.py").read_text()
+    assert step.count(SLOW_PIECE[0]) == 1, "kernels/step.py changed: update SLOW_PIECE"
+    git(repo, "switch", "-q", "-c", "slower-piece", "main")
+    try:
+        head = commit(repo, {"kernels/step.py": step.replace(*SLOW_PIECE)}, "a slower forward")
+    finally:
+        git(repo, "switch", "-q", "main")
+    done = real_gate(repo, c["base"], head)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"numpy {ONE_POINT}: the piece that moved: forward (" in done.stdout
+
+
+def test_pieces_are_ranked_by_the_time_they_added():
+    from mlpbench.gate.attribution import ranked
+
+    seconds = {"forward": {"base": [1.0, 1.0, 1.0], "head": [2.0, 2.0, 2.0]},
+               "grad_h": {"base": [0.5] * 3, "head": [0.6] * 3},
+               "loss_and_grad": {"base": [0.2] * 3, "head": [0.1] * 3}}
+    effects = {"forward": [0.69, 0.70, 0.69], "grad_h": [0.18, 0.19, 0.18],
+               "loss_and_grad": [-0.69, -0.70, -0.69]}
+    rows = ranked(effects, seconds, SETTINGS)
+    assert [r["piece"] for r in rows] == ["forward", "grad_h", "loss_and_grad"]
+    assert rows[0]["added_s"] == 1.0 and abs(rows[0]["share"] - 1.0 / 1.1) < 1e-9
+    assert abs(rows[2]["share"] + 0.1 / 1.1) < 1e-9  # a piece that got faster: a negative share
+    assert 1.9 < rows[0]["ratio"] < 2.1 and rows[0]["ratio_interval"][0] < rows[0]["ratio"]
+
+
+def test_markdown_of_a_run_that_could_not_measure():
+    from mlpbench.gate.markdown import summary
+
+    report = {"base": "a" * 40, "head": "b" * 40, "status": 2, "elapsed_s": float("nan"),
+              "settings": {"min_effect": 0.05, "alpha": 0.05, "threads": 1},
+              "error": "head bbbbbbbb, backend numpy: could not load backend",
+              "points": [{"name": "numpy b64 h100 float32", "verdict": "inconclusive"}]}
+    text = summary(report)
+    assert text.startswith("## mlpbench regress: could not measure\n")
+    assert "Could not measure: head bbbbbbbb, backend numpy: could not load backend" in text
+    assert "| numpy b64 h100 float32 | – | – | – | – | inconclusive | – |" in text

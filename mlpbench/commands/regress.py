@@ -236,6 +236,8 @@ def _gate(args, root: Path, shas: dict[str, str], trees: dict[str, Path], option
     for point in points:
         print(_line(point))
     slower = [p for p in points if p.verdict == stats.SLOWER]
+    for point in slower:
+        _attribute(point, trees, shas, options, pythons)
     undecided = [p for p in points if p.verdict == stats.INCONCLUSIVE]
     status = SLOWER if slower else PASS
     report = _report(shas, options, points, elapsed, status, {**skipped, **lacked}, environments)
@@ -252,6 +254,27 @@ def _gate(args, root: Path, shas: dict[str, str], trees: dict[str, Path], option
     print(f"mlpbench regress: pass: {len(points) - len(undecided)} of {len(points)} point(s) "
           f"shown not slower by {options.min_effect:.0%} ({elapsed:.0f} s)")
     return PASS
+
+
+def _attribute(point: runner.Point, trees: dict[str, Path], shas: dict[str, str], options,
+               pythons: dict[str, str] | None) -> None:
+    """Time a slower point's pieces on both sides and print which moved (never a verdict)."""
+    from mlpbench.gate import attribution
+
+    try:
+        point.pieces = attribution.attribute(point, trees, shas, options, pythons=pythons)
+    except runner.GateError as exc:
+        print(f"  {point.name}: its pieces could not be timed: {exc}")
+        return
+    print(f"  {point.name}: pieces, base -> head over {attribution.PROCESS_PAIRS} process pairs:")
+    for piece in point.pieces:
+        interval = piece["ratio_interval"]
+        shown = f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
+        share = f"{piece['share']:.0%} of the added time" if piece["share"] is not None else "-"
+        print(f"    {piece['piece']:<16} {_times(piece['base_s']):>10} -> "
+              f"{_times(piece['head_s']):>10}  {piece['ratio']:.3f}{shown}  {share}")
+    top = point.pieces[0]
+    print(f"  {point.name}: the piece that moved: {top['piece']} ({top['ratio']:.3f}x)")
 
 
 def _environments(facts: dict[str, dict]) -> dict[str, dict]:

@@ -11,7 +11,10 @@ request, so the parent can start base and head side by side. Requests:
 - ``{"op": "prepare", "point", "lr", "seed", "threads", "probe_s"}``: the point's arrays
   and step, warmed up; ``step_s``, one step's seconds, measured for about ``probe_s``;
 - ``{"op": "sample", "steps"}``: ``seconds`` of that many back-to-back steps, ended by the
-  backend's synchronize on the last step's outputs.
+  backend's synchronize on the last step's outputs;
+- ``{"op": "pieces", "point", "lr", "seed", "threads"}``: the point's pieces, warmed up, as
+  the commit's ``Backend.prepare_pieces`` gives them; ``piece_s``, each one call's seconds;
+- ``{"op": "piece_sample", "piece", "calls"}``: ``seconds`` of that many calls of a piece.
 
 ``python .../worker.py --lacks NAME[,NAME]`` instead prints ``{"lacks": [...]}``, the names the
 snapshot's ``backends`` does not know, importing no backend's library (asked before any timing).
@@ -137,21 +140,58 @@ class GateWorker:
                 "python": sys.executable, "python_version": sys.version.split()[0],
                 "libraries": libraries(self.backend), "blas": blas()}
 
-    def op_prepare(self, request: dict) -> dict:
+    def _arrays(self, request: dict) -> dict:
+        """The point's x, t, W, S moved in, with the thread limit entered once for good."""
         import numpy as np
 
-        from kernels import make_problem, make_step
+        from kernels import make_problem
 
-        np.seterr(all="ignore")  # a diverging loss is checked below, not printed per step
+        np.seterr(all="ignore")  # a diverging loss is checked, not printed per step
         if not self._threaded:
             self._threads.enter_context(self.backend.threads(request["threads"]))
             self._threaded = True
-        self.point = None
         p = request["point"]
         drawn = make_problem(np.random.default_rng(request["seed"]), p["batch_size"], p["n_in"],
                              p["hidden"], p["n_out"], init="scaled")
-        arrays = {k: self.backend.asarray(np.ascontiguousarray(v, dtype=p["dtype"]))
-                  for k, v in drawn.items()}
+        return {k: self.backend.asarray(np.ascontiguousarray(v, dtype=p["dtype"]))
+                for k, v in drawn.items()}
+
+    def op_pieces(self, request: dict) -> dict:
+        """The point's pieces as the commit's backend runs them, warmed up; each one call's
+        seconds (``mlpbench.pieces`` and ``Backend.prepare_pieces`` of the commit)."""
+        from kernels import resolve_pieces
+        from mlpbench.pieces import TIMED, piece_runs
+
+        self.point = None
+        arrays = self._arrays(request)
+        pieces = self.backend.prepare_pieces(resolve_pieces, lr=request["lr"],
+                                             dtype=request["point"]["dtype"])
+        self.latest: dict[str, tuple] = {}
+        self.piece_runs = piece_runs(pieces, arrays, self.latest)
+        probe = {}
+        for name in TIMED:
+            self.run_piece(name, 2)  # a JIT compiles here
+            probe[name] = min(self.run_piece(name, 2) for _ in range(3)) / 2
+        return {"piece_s": probe}
+
+    def run_piece(self, name: str, calls: int) -> float:
+        """Seconds of ``calls`` calls of piece ``name``, ended by the backend's synchronize."""
+        start = time.perf_counter()
+        self.piece_runs[name](calls)
+        self.sync(*self.latest.get(name, ()))
+        return time.perf_counter() - start
+
+    def op_piece_sample(self, request: dict) -> dict:
+        return {"seconds": self.run_piece(request["piece"], request["calls"])}
+
+    def op_prepare(self, request: dict) -> dict:
+        import numpy as np
+
+        from kernels import make_step
+
+        self.point = None
+        p = request["point"]
+        arrays = self._arrays(request)
         step = self.backend.prepare(make_step, lr=request["lr"], dtype=p["dtype"])
         self.point = {"step": step, "x": arrays["x"], "t": arrays["t"], "W": arrays["W"],
                       "S": arrays["S"], "loss": None}
