@@ -9,7 +9,8 @@ import sys
 from typing import Mapping
 
 __all__ = ["DTYPES", "GRIDS", "KERNEL_VARIABLES", "N_IN", "N_OUT", "QUICK_BACKENDS", "SEED",
-           "THREAD_VARIABLES", "TIMING", "grid", "learning_rate", "pinned_environment"]
+           "THREAD_VARIABLES", "TIMING", "grid", "learning_rate", "pin_this_process",
+           "pinned_environment"]
 
 DTYPES = ("float32", "float64")
 #: The seed's input and output widths; bench and asv vary batch size and hidden width.
@@ -69,6 +70,36 @@ def pinned_environment(threads: int, environ: Mapping[str, str] | None = None) -
     env = dict(environ or {})
     env.update({name: str(threads) for name in THREAD_VARIABLES})
     return env
+
+
+#: glibc's ``mallopt`` parameters for the allocator variables the gate sets (malloc.h).
+_MALLOPT = {"MALLOC_TOP_PAD_": -2, "MALLOC_MMAP_THRESHOLD_": -3}
+
+
+def pin_this_process(threads: int, allocator: tuple[tuple[str, str], ...]) -> dict[str, bool]:
+    """Apply in the running process what the gate sets in its workers' environment.
+
+    The thread variables go into ``os.environ`` (call this before any library starts its
+    pool); the allocator's settings are applied with glibc's ``mallopt``, since glibc reads
+    its variables only when a process starts, and also put in ``os.environ`` for child
+    processes. Returns, per allocator variable, whether ``mallopt`` took it (False off glibc).
+    """
+    import ctypes
+    import ctypes.util
+    import os
+
+    os.environ.update(pinned_environment(threads))
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        mallopt = None
+    applied = {}
+    for name, value in allocator:
+        os.environ[name] = value
+        param = _MALLOPT.get(name)
+        applied[name] = bool(mallopt and param is not None and mallopt(param, int(value)) == 1)
+    return applied
 
 
 def _main(argv: list[str]) -> int:
