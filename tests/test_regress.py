@@ -518,3 +518,37 @@ def test_markdown_of_a_run_that_could_not_measure():
     assert text.startswith("## mlpbench regress: could not measure\n")
     assert "Could not measure: head bbbbbbbb, backend numpy: could not load backend" in text
     assert "| numpy b64 h100 float32 | – | – | – | – | inconclusive | – |" in text
+
+
+@pytest.mark.slow
+def test_real_dependency_change_runs_each_side_in_its_own_environment(history, tmp_path):
+    """Head pins another numpy: each side gets an environment of its own declarations, and the
+    report names each side's numpy. Real pip installs (the package index, or pip's cache)."""
+    import re as regex
+    from importlib import metadata
+
+    repo, c = history
+    other = "2.3.5" if metadata.version("numpy") != "2.3.5" else "2.3.4"
+    pyproject = (repo / "pyproject.toml").read_text()
+    assert pyproject.count('"numpy>=1.26"') == 1, "pyproject.toml changed: update the pin"
+    git(repo, "switch", "-q", "-c", "pins-numpy", "main")
+    try:
+        head = commit(repo, {"pyproject.toml": pyproject.replace('"numpy>=1.26"',
+                                                                 f'"numpy=={other}"')},
+                      f"numpy {other}")
+    finally:
+        git(repo, "switch", "-q", "main")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MLPBENCH_GATE_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-m", "mlpbench", "regress", "--base", c["base"],
+                           "--head", head, "--backend", "numpy", "--bench", ONE_POINT,
+                           "--budget", "20", "--output", str(tmp_path / "r.json")],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    assert "each side runs in an environment built from its own" in done.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    sides = report["environments"]
+    assert sides["head"]["libraries"]["numpy"] == other
+    assert sides["base"]["libraries"]["numpy"] == metadata.version("numpy")
+    assert f"numpy=={other}" in sides["head"]["packages"]
+    assert regex.search(rf"head: python \S+ \(.*environments/\w+/bin/python\); .*numpy {other}",
+                        done.stdout)

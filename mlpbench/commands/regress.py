@@ -178,9 +178,12 @@ def run(args: argparse.Namespace) -> int:
                          "nothing to compare (give --base-python or --head-python to compare "
                          "two environments)")
     trees = {"base": commits.snapshot(root, base), "head": commits.snapshot(root, head)}
+    packages: dict[str, list[str]] = {}
+    if not pythons and commits.dependencies_differ(root, base, head):
+        pythons, packages = _own_environments(trees, names)
     try:
         return _gate(args, root, {"base": base, "head": head}, trees, options, names, skipped,
-                     output, markdown, pythons)
+                     output, markdown, pythons, packages)
     finally:
         # After every run, so the cache stays bounded: two new snapshots per CI run otherwise.
         removed = commits.prune(options.cache_keep, options.cache_grace_s, using=trees.values())
@@ -191,7 +194,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _gate(args, root: Path, shas: dict[str, str], trees: dict[str, Path], options,
           names: list[str], skipped: dict[str, str], output: Path | None,
-          markdown: Path | None = None, pythons: dict[str, str] | None = None) -> int:
+          markdown: Path | None = None, pythons: dict[str, str] | None = None,
+          packages: dict[str, list[str]] | None = None) -> int:
     base, head = shas["base"], shas["head"]
     names, lacked = _known_to_both(names, bool(args.backend), trees, shas, options, pythons)
     points = runner.plan(names, options.grid, args.bench)
@@ -213,10 +217,6 @@ def _gate(args, root: Path, shas: dict[str, str], trees: dict[str, Path], option
         shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
         print(f"mlpbench regress: note: not measured: uncommitted changes in {shown} "
               "(the gate compares commits)")
-    if commits.dependencies_differ(root, base, head) and not pythons:
-        print("mlpbench regress: note: the two commits' pyproject.toml dependencies differ; "
-              "both run with this environment's libraries (the gate compares the code; "
-              "--base-python/--head-python compare environments)")
     facts: dict[str, dict] = {}
     try:
         elapsed = runner.run(points, trees, shas, options, pythons=pythons, facts=facts)
@@ -228,6 +228,8 @@ def _gate(args, root: Path, shas: dict[str, str], trees: dict[str, Path], option
         raise UsageError(f"could not measure (not a regression, not a pass): {exc}") from None
 
     environments = _environments(facts)
+    for side, frozen in (packages or {}).items():
+        environments.setdefault(side, {})["packages"] = frozen
     if pythons:
         for side, env in environments.items():
             print(f"mlpbench regress: {side}: python {env['python_version']} ({env['python']}); "
@@ -254,6 +256,23 @@ def _gate(args, root: Path, shas: dict[str, str], trees: dict[str, Path], option
     print(f"mlpbench regress: pass: {len(points) - len(undecided)} of {len(points)} point(s) "
           f"shown not slower by {options.min_effect:.0%} ({elapsed:.0f} s)")
     return PASS
+
+
+def _own_environments(trees: dict[str, Path], names: list[str]
+                      ) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Each side's interpreter in an environment built from its commit's declared
+    dependencies (kept between runs), and its ``pip freeze``."""
+    from mlpbench.gate import environments
+
+    plans = {side: environments.plan(trees[side], names) for side in runner.SIDES}
+    print("mlpbench regress: the two commits declare different dependencies: each side runs in "
+          "an environment built from its own (" + ", ".join(
+              f"{side} {plans[side]['key']}" for side in runner.SIDES) + ")", flush=True)
+    pythons, packages = {}, {}
+    for side in runner.SIDES:
+        python, packages[side] = environments.build(plans[side])
+        pythons[side] = str(python)
+    return pythons, packages
 
 
 def _attribute(point: runner.Point, trees: dict[str, Path], shas: dict[str, str], options,

@@ -1,0 +1,64 @@
+"""Each side's environment from its own commit's declared dependencies: what it is built from.
+
+The builds themselves are real pip installs (slow: tests/test_regress.py)."""
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from mlpbench.errors import UsageError
+from mlpbench.gate.environments import plan
+
+NUMPY = metadata.version("numpy")
+
+PYPROJECT = """\
+[project]
+name = "mlpbench"
+dependencies = [{core}]
+
+[project.optional-dependencies]
+numba = ["numba>=0.59", "scipy>=1.11"]
+mkl = ["mlpbench[numba]", "mkl>=2024.0"]
+torch = ["torch>=2.1"]
+"""
+
+
+def tree(tmp_path: Path, name: str, core: str) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "pyproject.toml").write_text(PYPROJECT.format(core=core))
+    return folder
+
+
+def test_the_same_declarations_make_the_same_environment(tmp_path):
+    a = plan(tree(tmp_path, "a", '"numpy>=1.26", "tqdm>=4.60"'), ["numpy"])
+    b = plan(tree(tmp_path, "b", '"tqdm>=4.60", "numpy>=1.26"'), ["numpy"])
+    assert a == b and a["requirements"] == ["numpy>=1.26", "tqdm>=4.60"]
+    # A range this environment satisfies is pinned to what is installed here.
+    assert f"numpy=={NUMPY}" in a["constraints"]
+
+
+def test_a_changed_declaration_makes_another_environment(tmp_path):
+    a = plan(tree(tmp_path, "a", '"numpy>=1.26"'), ["numpy"])
+    b = plan(tree(tmp_path, "b", '"numpy==1.26.4"'), ["numpy"])
+    assert a["key"] != b["key"]
+    # A pin this environment does not satisfy is left to pip: no constraint on numpy.
+    if NUMPY != "1.26.4":
+        assert not any(c.startswith("numpy==") for c in b["constraints"])
+
+
+def test_extras_of_the_gated_backends_are_expanded_through_self_references(tmp_path):
+    t = tree(tmp_path, "t", '"numpy>=1.26"')
+    assert plan(t, ["numpy"])["requirements"] == ["numpy>=1.26"]
+    numba = plan(t, ["numpy", "numba"])["requirements"]
+    assert numba == ["numba>=0.59", "numpy>=1.26", "scipy>=1.11"]
+    assert plan(t, ["numba", "torch"])["requirements"] == sorted(numba + ["torch>=2.1"])
+    assert plan(t, ["mkl"])["requirements"] == sorted(numba + ["mkl>=2024.0"])
+
+
+def test_an_unreadable_pyproject_is_could_not_measure(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[project\n")
+    with pytest.raises(UsageError, match="cannot read"):
+        plan(tmp_path, ["numpy"])
