@@ -1,4 +1,5 @@
-"""The numba backend: agreement with numpy, its replaced pieces, float32 typing, threads and the disk cache."""
+"""The numba backend: agreement with numpy, its replaced pieces, float32 typing, threads, the disk
+cache, and its choice of BLAS (forced, picked, kept only in a file named)."""
 from __future__ import annotations
 
 import json
@@ -26,9 +27,10 @@ def numba_backend():
 
 
 @pytest.fixture(autouse=True)
-def _picks_of_this_test_only(tmp_path, monkeypatch):
-    """The BLAS picks numba keeps on disk (``_numba_blas.picks_dir``) go to this test's folder."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+def _no_named_choice(monkeypatch):
+    """Each test starts from the default: no BLAS forced, no file of picks named."""
+    monkeypatch.delenv("MLPBENCH_NUMBA_BLAS", raising=False)
+    monkeypatch.delenv("MLPBENCH_NUMBA_BLAS_FILE", raising=False)
 
 
 def _close(value, reference, dtype, steps=1):
@@ -68,7 +70,7 @@ def test_one_compiled_call_in_float32_throughout(numba_backend, pieces):
     """The step is one nopython function, and no value in it or its pieces is typed float64."""
     import numba
 
-    from backends import _numba_pieces
+    from backends.numba import pieces as numba_pieces
 
     dispatcher = numba_backend.compiled_step(make_step, "matmul", "float32")
     assert isinstance(dispatcher, numba.core.dispatcher.Dispatcher)
@@ -79,14 +81,14 @@ def test_one_compiled_call_in_float32_throughout(numba_backend, pieces):
     x, W, S, t, u = _piece_inputs("float32")
     lr = np.float32(1e-3)
     calls = [(train_step, (x, t, W, S, lr)), (backward.py_func, (x, t, W, S)),
-             (make_step(np, jit=_numba_pieces.stable_njit, **pieces).gradients.py_func,
+             (make_step(np, jit=numba_pieces.stable_njit, **pieces).gradients.py_func,
               (x, t, W, S)),
              (pieces["forward"].py_func, (x, W, S)),
              (pieces["loss_and_grad"].py_func, (x @ W @ S, t)),
              (pieces["relu_backward"].py_func, (u, u.copy())),
              (pieces["weight_update"].py_func, (W, x[:1], u[:1], lr)),
              (pieces["weight_update"].py_func, (W, x, u, lr)),
-             (_numba_pieces._pairwise_sum.py_func, (t[:, 0].copy(),))]
+             (numba_pieces._pairwise_sum.py_func, (t[:, 0].copy(),))]
     for function, args in calls:
         # A fresh, uncached compilation: only it keeps the type of every variable.
         compiled = numba.njit(function)
@@ -113,9 +115,9 @@ def _piece_inputs(dtype, batch_size=5, n_in=7, hidden=6, n_out=3, seed=4):
 
 @pytest.fixture
 def pieces():
-    from backends import _numba_pieces
+    from backends.numba import pieces
 
-    return _numba_pieces.PIECES
+    return pieces.PIECES
 
 
 @uses_numba
@@ -277,11 +279,11 @@ import backends
 from kernels import make_step
 from mlpbench.problem import make_inputs
 
-from backends import _numba_blas
+from backends.numba import choice
 
 backend = backends.create("numba")
 stats, dispatchers = {}, []
-blas = _numba_blas.choose()[0][0]
+blas = choice.choose()[0][0]
 for dtype in ("float64", "float32"):
     arrays = make_inputs(3, 7, 5, 2, dtype=dtype, seed=0)
     step = backend.prepare(make_step, lr=1e-3, dtype=dtype)
@@ -320,9 +322,9 @@ def test_second_process_loads_the_step_from_the_cache(tmp_path, blas):
 @uses_numba
 def test_external_gemm_pickles_the_same_in_every_process():
     """Numba keys code calling the CBLAS gemm on its pickle: two processes must agree on it."""
-    script = ("import hashlib; import backends.numba_backend; from backends import _numba_blas; "
+    script = ("import hashlib; from backends.numba import cblas; "
               "from numba.core.serialize import dumps; "
-              "print(hashlib.sha256(dumps(_numba_blas._scipy_dgemm)).hexdigest())")
+              "print(hashlib.sha256(dumps(cblas._GEMMS['scipy', 'float64'])).hexdigest())")
     digests = {subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                               text=True, check=True, timeout=300).stdout for _ in range(2)}
     assert len(digests) == 1
@@ -331,7 +333,7 @@ def test_external_gemm_pickles_the_same_in_every_process():
 @uses_numba
 def test_cache_keys_follow_the_closure(pieces):
     """The same step built twice shares its key; a step over other pieces never does (numba #6093)."""
-    from backends._numba_pieces import stable_njit
+    from backends.numba.pieces import stable_njit
 
     first = make_step(np, jit=stable_njit, **pieces).train_step
     again = make_step(np, jit=stable_njit, **pieces).train_step
@@ -344,9 +346,9 @@ def test_cache_keys_follow_the_closure(pieces):
 # -- the BLAS: MKL or SciPy's, by gemm from nopython code ---------------------------
 
 def _need(library):
-    from backends import _numba_blas
+    from backends.numba.libraries import load
 
-    loaded, why = _numba_blas.load(library)
+    loaded, why = load(library)
     if loaded is None:
         pytest.skip(why)
 
@@ -356,11 +358,11 @@ def _need(library):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
 def test_gemm_matches_numpy_with_transposes_and_layouts(library, dtype, trans_a, trans_b):
-    from backends import _numba_blas
+    from backends.numba import cblas
 
     if library in ("mkl", "aocl"):
         _need(library)
-    gemm = _numba_blas.gemm_for(library, dtype)
+    gemm = cblas.gemm_for(library, dtype)
     rng = np.random.default_rng(10)
     a, b = rng.standard_normal((6, 4)).astype(dtype), rng.standard_normal((4, 5)).astype(dtype)
     a = a.T.copy() if trans_a else a  # stored as its transpose, read through the flag
@@ -399,19 +401,18 @@ def test_forced_library_runs_the_step_and_says_so(numba_backend, monkeypatch, li
 @pytest.mark.parametrize("vendor,maker", [("GenuineIntel", "mkl"), ("AuthenticAMD", "aocl"),
                                           ("HygonGenuine", None)])
 def test_auto_offers_the_cpu_makers_library_beside_scipys(monkeypatch, vendor, maker):
-    from backends import _numba_blas
+    from backends.numba import choice
 
-    monkeypatch.delenv("MLPBENCH_NUMBA_BLAS", raising=False)
-    monkeypatch.setattr(_numba_blas, "_cpu_vendor", lambda: vendor)
-    scipy_cblas = "scipy" if _numba_blas.load("scipy")[0] is not None else "matmul"
-    library, why = _numba_blas.load(maker) if maker else (None, "")
+    monkeypatch.setattr(choice, "_cpu_vendor", lambda: vendor)
+    scipy_cblas = "scipy" if choice.load("scipy")[0] is not None else "matmul"
+    library, why = choice.load(maker) if maker else (None, "")
     offered = (((maker, "scipy") if scipy_cblas == "scipy" else (maker,)) if library
                else (scipy_cblas,))
     # an absent library is no news; one that is there and does not load says why
     label = {"mkl": "MKL", "aocl": "AOCL-BLAS"}.get(maker)
     warning = "" if library or not why or "is not installed" in why else (
         f"mlpbench: numba does not use {label}: {why}")
-    assert _numba_blas.choose() == (offered, warning)
+    assert choice.choose() == (offered, warning)
     blas = backends.create("numba").describe("float64")["blas"]
     assert blas["name"] == offered[0] and blas["setting"] == "auto"
     assert blas["api"] == ("numba @" if offered == ("matmul",) else "cblas")
@@ -431,21 +432,20 @@ def test_pieces_are_the_steps_own_on_the_chosen_blas(numba_backend, monkeypatch,
 
 @uses_numba
 def test_auto_on_intel_with_a_broken_mkl_takes_scipys_blas_with_one_line(monkeypatch):
-    from backends import _numba_blas
+    from backends.numba import choice
 
-    real_load = _numba_blas.load
-    monkeypatch.delenv("MLPBENCH_NUMBA_BLAS", raising=False)
-    monkeypatch.setattr(_numba_blas, "_intel_cpu", lambda: True)
-    monkeypatch.setattr(_numba_blas, "load", lambda name: (
+    real_load = choice.load
+    monkeypatch.setattr(choice, "_cpu_vendor", lambda: "GenuineIntel")
+    monkeypatch.setattr(choice, "load", lambda name: (
         (None, "MKL at /x/libmkl_rt.so does not load (bad ELF)") if name == "mkl"
         else real_load(name)))
     expected = ("scipy",) if real_load("scipy")[0] is not None else ("matmul",)
-    assert _numba_blas.choose() == (
+    assert choice.choose() == (
         expected, "mlpbench: numba does not use MKL: MKL at /x/libmkl_rt.so does not load (bad ELF)")
-    monkeypatch.setattr(_numba_blas, "load", lambda name: (
+    monkeypatch.setattr(choice, "load", lambda name: (
         (None, "MKL is not installed (pip install 'mlpbench[mkl]')") if name == "mkl"
         else real_load(name)))
-    assert _numba_blas.choose() == (expected, "")  # unasked, absent MKL is no news
+    assert choice.choose() == (expected, "")  # unasked, absent MKL is no news
 
 
 def test_unknown_setting_makes_numba_unavailable_with_one_line(numba_backend, monkeypatch):
@@ -514,9 +514,8 @@ _CLASH_SCRIPT = """
 import ctypes, shutil, sys
 shutil.copy(sys.argv[1], sys.argv[2])  # a real library under the other OpenMP's file name
 ctypes.CDLL(sys.argv[2])
-import backends.numba_backend
-from backends import _numba_blas
-print(_numba_blas.load(sys.argv[3])[1])
+from backends.numba import libraries
+print(libraries.load(sys.argv[3])[1])
 """
 
 
@@ -549,21 +548,21 @@ def test_a_library_whose_openmp_would_meet_the_other_is_not_loaded(tmp_path, run
 
 def _other_library():
     """A library to offer beside SciPy's: the CPU maker's where installed, else skip."""
-    from backends import _numba_blas
+    from backends.numba.libraries import load
 
     for name in ("aocl", "mkl"):
-        if _numba_blas.load(name)[0] is not None and _numba_blas.load("scipy")[0] is not None:
+        if load(name)[0] is not None and load("scipy")[0] is not None:
             return name
     pytest.skip("neither AOCL-BLAS nor MKL is installed (pip install 'mlpbench[aocl]')")
 
 
 @uses_numba
 def test_pick_with_one_library_or_a_batch_of_one_measures_nothing():
-    from backends import _numba_blas
+    from backends.numba import choice
 
-    assert _numba_blas.pick(("scipy",), "float64", 64, 50, 20) == _numba_blas.Products(
+    assert choice.pick(("scipy",), "float64", 64, 50, 20) == choice.Products(
         "scipy", "scipy", (64, 50, 20), {})
-    assert _numba_blas.pick(("aocl", "scipy"), "float32", 1, 50, 20) == _numba_blas.Products(
+    assert choice.pick(("aocl", "scipy"), "float32", 1, 50, 20) == choice.Products(
         "aocl", "aocl", (1, 50, 20), {})
 
 
@@ -576,13 +575,13 @@ def test_pick_with_one_library_or_a_batch_of_one_measures_nothing():
 ])
 def test_pick_keeps_the_preferred_library_unless_another_is_a_margin_faster(monkeypatch, times,
                                                                           expected):
-    from backends import _numba_blas
+    from backends.numba import choice
 
     other = _other_library()
     given = {other if k == "maker" else k: v for k, v in times.items()}
-    monkeypatch.setattr(_numba_blas, "_least_seconds", lambda calls: {
+    monkeypatch.setattr(choice, "_least_seconds", lambda calls: {
         name: given[name] for name in calls})
-    products = _numba_blas.pick((other, "scipy"), "float64", 8, 30, 9)
+    products = choice.pick((other, "scipy"), "float64", 8, 30, 9)
     want = other if expected == "maker" else "scipy"
     assert (products.forward, products.update) == (want, want)
     assert products.seconds == {"forward": given, "update": given}
@@ -591,113 +590,152 @@ def test_pick_keeps_the_preferred_library_unless_another_is_a_margin_faster(monk
 @uses_numba
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pick_times_each_product_on_each_library(dtype):
-    from backends import _numba_blas
+    from backends.numba import choice
 
     other = _other_library()
-    products = _numba_blas.pick((other, "scipy"), dtype, 16, 40, 12)
+    products = choice.pick((other, "scipy"), dtype, 16, 40, 12)
     for product in ("forward", "update"):
         seconds = products.seconds[product]
         assert set(seconds) == {other, "scipy"} and all(0 < v < 1 for v in seconds.values())
         best = min(seconds, key=seconds.get)
-        margin = 1 + _numba_blas.MARGIN
+        margin = 1 + choice.MARGIN
         assert getattr(products, product) == (other if seconds[other] <= seconds[best] * margin
                                               else best)
 
 
+_PICK_SCRIPT = """
+import json, sys
+from backends.numba import choice
+products = choice.pick(tuple(sys.argv[1].split(",")), "float64", 16, 40, 12)
+print(json.dumps(products.record()))
+"""
+
+
+def _picks_in(path):
+    return json.loads(Path(path).read_text())["picks"]
+
+
 @uses_numba
-def test_a_pick_is_kept_on_disk_and_reused(monkeypatch, tmp_path):
-    """A second process (here: a second call) runs what the first picked, measuring nothing."""
-    from backends import _numba_blas
+def test_no_file_is_written_unless_one_is_named(tmp_path):
+    """A pick is measured in the process that runs it and recorded in the result; nothing is
+    kept anywhere (home, cache folders, working folder) for a later process to run instead."""
+    other = _other_library()
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"),
+           "PYTHONPATH": str(ROOT)}
+    records = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", _PICK_SCRIPT, f"{other},scipy"], cwd=cwd,
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        records.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    for record in records:  # each process measured its own
+        assert record["kept"] is None and set(record["seconds"]["forward"]) == {other, "scipy"}
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+@uses_numba
+def test_a_named_file_keeps_each_pick_for_the_processes_naming_it(tmp_path, monkeypatch):
+    from backends.numba import choice
 
     other = _other_library()
-    first = _numba_blas.pick((other, "scipy"), "float64", 16, 40, 12)
-    assert first.kept is None and first.seconds
-    files = list(_numba_blas.picks_dir().glob("*.json"))
-    assert len(files) == 1 and _numba_blas.picks_dir().is_relative_to(tmp_path)
-    libraries = json.loads(files[0].read_text())["libraries"]  # what _stale checks
-    assert [(name, path) for name, path, *_ in libraries] == [
-        (name, os.path.realpath(_numba_blas.load(name)[0].path)) for name in (other, "scipy")]
-
-    def measured(calls):
-        raise AssertionError("measured again")
-
-    monkeypatch.setattr(_numba_blas, "_least_seconds", measured)
-    again = _numba_blas.pick((other, "scipy"), "float64", 16, 40, 12)
-    assert (again.forward, again.update, again.seconds) == (first.forward, first.update,
-                                                            first.seconds)
-    assert again.kept == str(files[0])
-    for changed in ((("float32", 16, 40, 12)), ("float64", 17, 40, 12)):  # other key: measured
-        with pytest.raises(AssertionError, match="measured again"):
-            _numba_blas.pick((other, "scipy"), *changed)
-    files[0].write_text("{not json")  # a broken record is measured anew, not trusted
-    with pytest.raises(AssertionError, match="measured again"):
-        _numba_blas.pick((other, "scipy"), "float64", 16, 40, 12)
+    path = tmp_path / "picks.json"
+    monkeypatch.setenv("MLPBENCH_NUMBA_BLAS_FILE", str(path))
+    first = choice.pick((other, "scipy"), "float64", 16, 40, 12)
+    assert first.kept is None and first.seconds  # measured, then written
+    (entry,) = _picks_in(path)
+    assert (entry["forward"], entry["update"], entry["dtype"], entry["sizes"]) == (
+        first.forward, first.update, "float64", [16, 40, 12])
+    assert [name for name, *_ in entry["libraries"]] == [other, "scipy"]
+    monkeypatch.setattr(choice, "_measure", lambda *a: pytest.fail("measured again"))
+    again = choice.pick((other, "scipy"), "float64", 16, 40, 12)
+    assert again == choice.Products(first.forward, first.update, (16, 40, 12), first.seconds,
+                                    str(path))
+    monkeypatch.undo()
+    monkeypatch.setenv("MLPBENCH_NUMBA_BLAS_FILE", str(path))
+    choice.pick((other, "scipy"), "float32", 16, 40, 12)  # another dtype: measured and added
+    assert [e["dtype"] for e in _picks_in(path)] == ["float64", "float32"]
 
 
 @uses_numba
-def test_a_new_pick_removes_those_of_library_files_changed_or_gone(tmp_path):
-    """Kept picks do not pile up: each names its library files, and a pick of a file since
-    changed or removed (a new version: no process names that pick again) goes with its lock
-    when a new pick is kept. Others stay: current, other threads, older records, another
-    host's."""
-    from backends import _numba_blas
-
-    folder = _numba_blas.picks_dir()
-    folder.mkdir(parents=True)
-    library = tmp_path / "libblas.so"
-    library.write_bytes(b"v1")
-    stat = library.stat()
-
-    def keep(name, path, size=stat.st_size, mtime=stat.st_mtime_ns, threads=(1,)):
-        libraries = None if path is None else [["scipy", str(path), size, mtime, list(threads)]]
-        _numba_blas._keep(folder / f"{name}.json",
-                          _numba_blas.Products("scipy", "scipy", (2, 3, 4)), libraries)
-        (folder / f"{name}.lock").touch()
-
-    keep("changed", library, size=stat.st_size + 1)
-    keep("gone", tmp_path / "libgone.so")
-    keep("older-record", None)
-    keep("other-host", tmp_path / "libgone.so")  # a shared home: its libraries live elsewhere
-    record = json.loads((folder / "other-host.json").read_text())
-    (folder / "other-host.json").write_text(json.dumps({**record, "host": "elsewhere"}))
-    keep("other-threads", library, threads=(2,))
-    keep("current", library)
-    kept = ["current", "older-record", "other-host", "other-threads"]
-    assert sorted(p.stem for p in folder.glob("*.json")) == kept
-    assert sorted(p.stem for p in folder.glob("*.lock")) == kept
-    library.write_bytes(b"v2, a new version")  # the library changes: the next pick prunes
-    keep("new", None)
-    assert sorted(p.stem for p in folder.glob("*.json")) == ["new", "older-record", "other-host"]
+def test_two_processes_started_together_on_one_file_run_one_pick(tmp_path):
+    """The second waits for the first's measuring and runs what it picked (as a gate's sides)."""
+    other = _other_library()
+    path = tmp_path / "picks.json"
+    env = {**os.environ, "MLPBENCH_NUMBA_BLAS_FILE": str(path)}
+    procs = [subprocess.Popen([sys.executable, "-c", _PICK_SCRIPT, f"{other},scipy"], cwd=ROOT,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), outputs
+    records = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert sorted(str(r["kept"]) for r in records) == sorted(["None", str(path)])
+    assert len({(r["forward"], r["update"]) for r in records}) == 1
+    assert len(_picks_in(path)) == 1
 
 
 @uses_numba
-def test_a_pick_being_made_elsewhere_is_waited_for_and_read(monkeypatch):
-    """Two processes starting together (a gate's base and head) run one pick: the second waits
-    for the first's lock and reads what it kept. Harness test: a thread stands for the first."""
-    import threading
+@pytest.mark.parametrize("content", ["{not json", '{"picks": []}', '["a list"]'])
+def test_a_named_file_that_is_not_ours_makes_numba_unavailable_and_stays(numba_backend, tmp_path,
+                                                                       monkeypatch, content):
+    path = tmp_path / "picks.json"
+    path.write_text(content)
+    monkeypatch.setenv("MLPBENCH_NUMBA_BLAS_FILE", str(path))
+    ok, why = numba_backend.available()
+    assert not ok and f"MLPBENCH_NUMBA_BLAS_FILE={str(path)!r}" in why and "\n" not in why
+    assert path.read_text() == content
+    monkeypatch.setenv("MLPBENCH_NUMBA_BLAS_FILE", str(tmp_path))  # a folder
+    assert numba_backend.available()[0] is False
+    monkeypatch.setenv("MLPBENCH_NUMBA_BLAS_FILE", str(tmp_path / "no" / "picks.json"))
+    assert numba_backend.available()[0] is False
 
-    from backends import _numba_blas
+
+@uses_numba
+def test_a_forced_pair_wins_over_the_pick_and_any_file(numba_backend, tmp_path, monkeypatch):
+    """``MLPBENCH_NUMBA_BLAS=FORWARD,UPDATE`` runs what a result says ``auto`` picked; nothing is
+    measured, and a file named is neither read nor written."""
+    from backends.numba import choice
 
     other = _other_library()
-    offered, sizes = (other, "scipy"), (16, 40, 12)
-    file = _numba_blas._pick_file(_numba_blas._libraries(offered), "float64", sizes)
-    held, release = threading.Event(), threading.Event()
-    made = _numba_blas.Products("scipy", other, sizes, {"forward": {}, "update": {}})
+    path = tmp_path / "picks.json"
+    monkeypatch.setenv("MLPBENCH_NUMBA_BLAS", f"scipy,{other}")
+    monkeypatch.setenv("MLPBENCH_NUMBA_BLAS_FILE", str(path))
+    monkeypatch.setattr(choice, "_measure", lambda *a: pytest.fail("measured"))
+    inputs = make_inputs(17, 30, 9, 4, dtype="float64", seed=3, relu_zeros=True)
+    reference = run_steps(backends.create("numpy"), inputs, 3, lr=1e-3, dtype="float64")
+    result = run_steps(numba_backend, inputs, 3, lr=1e-3, dtype="float64")
+    for name in ("W", "S", "loss"):
+        _close(result[name], reference[name], "float64", steps=3)
+    blas = numba_backend.describe("float64")["blas"]
+    assert blas["setting"] == f"scipy,{other}" and blas["name"] == "scipy"
+    assert (blas["products"]["forward"], blas["products"]["update"]) == ("scipy", other)
+    assert blas["products"]["seconds"] == {} and not path.exists()
 
-    def first():
-        with _numba_blas._lock(file):
-            held.set()
-            release.wait(30)
-            _numba_blas._keep(file, made)
 
-    thread = threading.Thread(target=first)
-    thread.start()
-    held.wait(30)
-    monkeypatch.setattr(_numba_blas, "_measure", lambda *a: pytest.fail("measured, not waited"))
-    threading.Timer(0.3, release.set).start()
-    second = _numba_blas.pick(offered, "float64", *sizes)
-    thread.join(30)
-    assert (second.forward, second.update, second.kept) == ("scipy", other, str(file))
+@uses_numba
+def test_the_gate_runs_one_pick_on_both_sides(tmp_path):
+    """``mlpbench regress``'s workers share one file of picks, named by the gate for its run
+    and removed after: base and head run the same libraries, in every process pair."""
+    from dataclasses import replace
+
+    from mlpbench.gate import SETTINGS, runner
+
+    other = _other_library()
+    point = runner.Point("numba", 16, 9, "float64", n_in=30, n_out=4)
+    fast = replace(SETTINGS, process_pairs=2, more_process_pairs=0, max_process_pairs=2,
+                   sample_pairs=2, warmup_pairs=1, budget_s=1.0)
+    runner.run([point], {"base": ROOT, "head": ROOT}, {"base": "a" * 40, "head": "b" * 40},
+               fast, seed=1, log=lambda line: None)
+    products = {side: point.blas[side]["products"] for side in ("base", "head")}
+    assert {(p["forward"], p["update"]) for p in products.values()} <= {
+        (f, u) for f in (other, "scipy") for u in (other, "scipy")}
+    assert products["base"]["forward"] == products["head"]["forward"]
+    assert products["base"]["update"] == products["head"]["update"]
+    kept = {p["kept"] for p in products.values()}  # the last pair read what the first measured
+    assert len(kept) == 1 and "mlpbench-gate-" in kept.pop()
+    assert point.report()["blas"]["head"]["products"] == products["head"]
 
 
 @uses_numba
@@ -720,12 +758,12 @@ def test_a_step_on_two_libraries_matches_numpy(numba_backend, dtype):
 def test_a_gemm_has_one_compiled_piece_in_every_pair():
     """Pairs sharing a gemm share its pieces: two dispatchers of one code and closure got one
     uuid (stable_njit), which Numba keeps for one dispatcher only."""
-    from backends import _numba_blas, _numba_pieces
+    from backends.numba import cblas, pieces as numba_pieces
 
     other = _other_library()
-    gemm = {name: _numba_blas.gemm_for(name, "float32") for name in (other, "scipy")}
+    gemm = {name: cblas.gemm_for(name, "float32") for name in (other, "scipy")}
     pairs = [(other, "scipy"), ("scipy", "scipy"), ("scipy", other), (other, other)]
-    pieces = {pair: _numba_pieces.blas_pieces(gemm[pair[0]], gemm[pair[1]]) for pair in pairs}
+    pieces = {pair: numba_pieces.blas_pieces(gemm[pair[0]], gemm[pair[1]]) for pair in pairs}
     for name, side in (("forward", 0), ("weight_gradient", 1), ("weight_update", 1)):
         for library in (other, "scipy"):
             shared = {id(pieces[pair][name]) for pair in pairs if pair[side] == library}
@@ -736,31 +774,11 @@ def test_a_gemm_has_one_compiled_piece_in_every_pair():
 
 
 @uses_numba
-def test_the_replay_script_runs_a_sweeps_points_in_order_on_their_pairs(tmp_path):
-    """scripts/replay-numba-worker.py: one process, the recorded points and pairs, each ok."""
-    other = _other_library()
-    pairs = [(other, "scipy"), ("scipy", "scipy"), ("scipy", other)]
-    results = [{"backend": "numba", "dtype": dtype, "batch_size": 3 + i, "n_in": 30,
-                "hidden": 9, "n_out": 4, "seed": 0,
-                "blas": {"products": {"forward": pair[0], "update": pair[1]}}}
-               for dtype in ("float32", "float64") for i, pair in enumerate(pairs)]
-    (tmp_path / "r.json").write_text(json.dumps({"results": results}))
-    proc = subprocess.run([sys.executable, "scripts/replay-numba-worker.py", tmp_path / "r.json"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = proc.stdout.splitlines()[1:]
-    assert [line.split()[:3] for line in lines] == [
-        [r["dtype"], str(r["batch_size"]), "9"] for r in results]
-    assert all(line.endswith(f"{pair!r} ok") for line, pair in zip(lines, pairs * 2))
-
-
-@uses_numba
 def test_auto_with_two_libraries_picks_per_size_and_records_it(numba_backend, monkeypatch):
-    from backends import _numba_blas
+    from backends.numba import choice
 
     other = _other_library()
-    monkeypatch.delenv("MLPBENCH_NUMBA_BLAS", raising=False)
-    monkeypatch.setattr(_numba_blas, "choose", lambda: ((other, "scipy"), ""))
+    monkeypatch.setattr(choice, "choose", lambda: ((other, "scipy"), ""))
     for batch_size in (5, 9):
         inputs = make_inputs(batch_size, 30, 9, 4, dtype="float64", seed=3, relu_zeros=True)
         reference = run_steps(backends.create("numpy"), inputs, 3, lr=1e-3, dtype="float64")
@@ -775,12 +793,12 @@ def test_auto_with_two_libraries_picks_per_size_and_records_it(numba_backend, mo
 
 @uses_numba
 def test_pieces_follow_the_pick_of_their_forward_call(numba_backend, monkeypatch):
-    from backends import _numba_blas
+    from backends.numba import choice
     from kernels import resolve_pieces
 
     other = _other_library()
-    monkeypatch.setattr(_numba_blas, "choose", lambda: ((other, "scipy"), ""))
-    monkeypatch.setattr(_numba_blas, "pick", lambda offered, dtype, *sizes: _numba_blas.Products(
+    monkeypatch.setattr(choice, "choose", lambda: ((other, "scipy"), ""))
+    monkeypatch.setattr(choice, "pick", lambda offered, dtype, *sizes: choice.Products(
         "scipy", other, sizes))  # harness test: the pick is given
     pieces = numba_backend.prepare_pieces(resolve_pieces, lr=1e-3, dtype="float64")
     inputs = make_inputs(6, 30, 9, 4, dtype="float64", seed=3)

@@ -4,7 +4,10 @@ For each backend, a fresh pair of workers (one on base's snapshot, one on head's
 at once) prepares each of its points in turn and times it in short samples, alternated in a
 random order within each pair of samples. Each process pair gives each point one effect
 (``stats.process_pair_effect``); rounds of process pairs go on for the points still
-undecided while the budget lasts.
+undecided while the budget lasts. A choice a backend makes by measuring is made once for
+the whole run and shared by both sides: numba's BLAS picks go to one file the gate names
+(``MLPBENCH_NUMBA_BLAS_FILE``, unless the user named one), so base and head run the same
+libraries, and each prepared point's reply says which ran.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from backends.numba.choice import FILE_SETTING as NUMBA_BLAS_FILE
 from mlpbench import settings as common
 from mlpbench.gate import Settings, stats
 from mlpbench.workers import WorkerError, WorkerProcess
@@ -54,6 +58,7 @@ class Point:
     step_s: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in SIDES})
     estimate: stats.Estimate | None = None
     verdict: str = stats.INCONCLUSIVE
+    blas: dict[str, dict] = field(default_factory=dict)  # per side: the BLAS numba's step ran
 
     @property
     def name(self) -> str:
@@ -74,7 +79,8 @@ class Point:
                 "head_step_s": statistics.median(self.step_s["head"]) if self.effects else None,
                 "ratio": e.ratio if e and e.n else None,
                 "ratio_interval": list(e.ratio_interval) if finite else None,
-                "p_slower": e.p_slower if e else None, "effects": self.effects}
+                "p_slower": e.p_slower if e else None, "effects": self.effects,
+                **({"blas": self.blas} if self.blas else {})}
 
 
 def plan(backends: list[str], grid_name: str, bench: str | None) -> list[Point]:
@@ -117,13 +123,14 @@ class Workers:
     """A base worker and a head worker of one backend, started at once; a context manager."""
 
     def __init__(self, backend: str, trees: dict[str, Path], commits: dict[str, str],
-                 options: Settings, *, cpu: int | None = None,
+                 options: Settings, *, cpu: int | None = None, shared: dict[str, str] | None = None,
                  python: str = sys.executable) -> None:
+        """``shared``: variables both sides get alike (a file of choices made once per run)."""
         self.backend, self.commits, self.trees, self.options = backend, commits, trees, options
         self.logs = {side: tempfile.TemporaryFile("w+b") for side in SIDES}
         self.workers: dict[str, WorkerProcess] = {}
         for side in SIDES:
-            env = _environment(trees[side], options)
+            env = {**_environment(trees[side], options), **(shared or {})}
             self.workers[side] = WorkerProcess([python, str(WORKER), backend], env=env,
                                                cwd=str(trees[side]), stderr=self.logs[side])
             if cpu is not None:
@@ -180,6 +187,9 @@ class Workers:
         if point.steps is None:
             step_s = max(reply["step_s"] for reply in prepared.values())
             point.steps = max(o.min_steps, round(o.sample_s / step_s))
+        for side, reply in prepared.items():
+            if reply.get("blas"):
+                point.blas[side] = reply["blas"]
         request = {"op": "sample", "steps": point.steps}
         times: dict[str, list[float]] = {side: [] for side in SIDES}
         for i in range(o.warmup_pairs + o.sample_pairs):
@@ -214,7 +224,8 @@ def _cpu(options: Settings, rng: random.Random) -> int | None:
 
 
 def _round(points: list[Point], pairs: int, trees: dict[str, Path], commits: dict[str, str],
-           options: Settings, rng: random.Random, cost: dict[str, float]) -> None:
+           options: Settings, rng: random.Random, cost: dict[str, float],
+           shared: dict[str, str]) -> None:
     """``pairs`` process pairs for each backend of ``points``, backends taking turns."""
     by_backend: dict[str, list[Point]] = {}
     for p in points:
@@ -224,7 +235,8 @@ def _round(points: list[Point], pairs: int, trees: dict[str, Path], commits: dic
         rng.shuffle(names)
         for name in names:
             started = time.monotonic()
-            with Workers(name, trees, commits, options, cpu=_cpu(options, rng)) as workers:
+            with Workers(name, trees, commits, options, cpu=_cpu(options, rng),
+                         shared=shared) as workers:
                 workers.start()
                 todo = list(by_backend[name])
                 rng.shuffle(todo)
@@ -238,10 +250,18 @@ def run(points: list[Point], trees: dict[str, Path], commits: dict[str, str],
         log: Callable[[str], None] = print) -> float:
     """Measure and decide ``points`` (their ``verdict`` and ``estimate`` are set); returns the
     seconds spent. GateError when a side could not be measured."""
-    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory(prefix="mlpbench-gate-") as folder:
+        shared = {} if os.environ.get(NUMBA_BLAS_FILE) else {
+            NUMBA_BLAS_FILE: os.path.join(folder, "numba-blas.json")}
+        return _run(points, trees, commits, options, random.Random(seed), log, shared)
+
+
+def _run(points: list[Point], trees: dict[str, Path], commits: dict[str, str],
+         options: Settings, rng: random.Random, log: Callable[[str], None],
+         shared: dict[str, str]) -> float:
     started = time.monotonic()
     cost: dict[str, float] = {}
-    _round(points, options.process_pairs, trees, commits, options, rng, cost)
+    _round(points, options.process_pairs, trees, commits, options, rng, cost, shared)
     _decide(points, options)
     log(f"  {options.process_pairs} process pairs per backend: "
         f"{time.monotonic() - started:.0f} s")
@@ -254,7 +274,7 @@ def run(points: list[Point], trees: dict[str, Path], commits: dict[str, str],
         next_round = options.more_process_pairs * sum(cost[b] for b in backends)
         if time.monotonic() - started + next_round > options.budget_s:
             break
-        _round(undecided, options.more_process_pairs, trees, commits, options, rng, cost)
+        _round(undecided, options.more_process_pairs, trees, commits, options, rng, cost, shared)
         _decide(points, options)
         log(f"  {options.more_process_pairs} more process pairs for {len(undecided)} "
             f"undecided point(s): {time.monotonic() - started:.0f} s")

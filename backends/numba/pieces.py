@@ -10,7 +10,7 @@ not replaced: the step's only use of it is inside ``weight_update``.
 
 Loops are serial on purpose: the matmuls between them run in a threaded BLAS, and
 Numba's parallel loops beside it oversubscribe the cores (docs/measuring.md).
-This module imports numba at the top: import it only through ``backends.numba_backend``.
+This module imports numba at the top: import it only through ``backends.numba.backend``.
 """
 from __future__ import annotations
 

@@ -15,10 +15,10 @@ def _load_blas() -> None:
     """Load the BLAS the step may call (SciPy's, not always numpy's; MKL; AOCL-BLAS), so threadpoolctl sees them."""
     import scipy.linalg.cython_blas  # noqa: F401
 
-    from backends import _numba_blas
+    from backends.numba import choice
 
     try:
-        _numba_blas.choose()
+        choice.choose()
     except ValueError:  # a bad setting: available() says so
         pass
 
@@ -26,21 +26,20 @@ def _load_blas() -> None:
 def _pieces(blas: str | tuple[str, str], dtype: str) -> dict:
     """The pieces replaced in the step: Numba's ``@`` ones, or those on the gemm of library
     ``blas`` (or of a pair: the forward products' library, the updates')."""
-    from backends import _numba_blas, _numba_pieces
+    from backends.numba import cblas, pieces
 
     forward, update = (blas, blas) if isinstance(blas, str) else blas
     if forward == "matmul":
-        return _numba_pieces.PIECES
-    return _numba_pieces.blas_pieces(_numba_blas.gemm_for(forward, dtype),
-                                     _numba_blas.gemm_for(update, dtype))
+        return pieces.PIECES
+    return pieces.blas_pieces(cblas.gemm_for(forward, dtype), cblas.gemm_for(update, dtype))
 
 
-def _offered_blas() -> tuple[str, ...]:
-    """The products' libraries for this process (``_numba_blas.choose``), its warning said once."""
-    from backends import _numba_blas
+def _offered_blas() -> tuple:
+    """The products' libraries for this process (``choice.choose``), its warning said once."""
+    from backends.numba import choice
 
-    offered, warning = _numba_blas.choose()
-    _numba_blas.warn(warning)
+    offered, warning = choice.choose()
+    choice.warn(warning)
     return offered
 
 
@@ -48,8 +47,8 @@ class NumbaBackend(Backend):
     """numpy arrays in, the step of ``kernels.make_step`` compiled as one Numba function.
 
     The step is ``make_step(numpy, jit=stable_njit, **pieces)``: the shared sequence, five
-    pieces replaced by fused loops from ``backends._numba_pieces``, the products by Numba's
-    ``@`` or by the gemm of the BLAS ``backends._numba_blas`` chooses (the CPU maker's, MKL or
+    pieces replaced by fused loops from ``backends.numba.pieces``, the products by Numba's
+    ``@`` or by the gemm of the BLAS ``backends.numba.choice`` chooses (the CPU maker's, MKL or
     AOCL-BLAS, where a product runs faster on it than on SciPy's; ``MLPBENCH_NUMBA_BLAS``),
     the SGD update then fused into its product. Nothing runs in
     Numba's parallel loops, so only the BLAS is threaded; ``threads(n)`` still sets Numba's
@@ -64,7 +63,7 @@ class NumbaBackend(Backend):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self._steps: dict[tuple, Any] = {}
-        self._picked: dict[str, Any] = {}  # dtype -> the last _numba_blas.Products picked
+        self._picked: dict[str, Any] = {}  # dtype -> the last choice.Products picked
 
     def _import(self) -> Any:
         import numba
@@ -77,10 +76,11 @@ class NumbaBackend(Backend):
             self._import()
         except ImportError as exc:
             return False, f"numba and scipy are needed ({exc}); {self.install_hint}"
-        from backends import _numba_blas
+        from backends.numba import choice
 
         try:
-            _numba_blas.requested()
+            choice.requested()
+            choice.kept_file()
         except ValueError as exc:
             return False, str(exc)
         return True, ""
@@ -101,20 +101,19 @@ class NumbaBackend(Backend):
         """The Numba-compiled ``train_step`` (a dispatcher) built by ``make_step`` on library
         ``blas``'s gemm in ``dtype`` (``matmul``: Numba's ``@``, any dtype; a pair: the forward
         products' library and the updates'), once per process."""
-        from backends import _numba_pieces
+        from backends.numba.pieces import stable_njit
 
         pair = (blas, blas) if isinstance(blas, str) else tuple(blas)
         key = (make_step, pair, None if pair[0] == "matmul" else dtype)
         if key not in self._steps:
-            self._steps[key] = make_step(np, jit=_numba_pieces.stable_njit,
-                                         **_pieces(pair, dtype)).train_step
+            self._steps[key] = make_step(np, jit=stable_njit, **_pieces(pair, dtype)).train_step
         return self._steps[key]
 
     def _picked_for(self, offered: tuple[str, ...], dtype: str, x: Any, W: Any) -> tuple[str, str]:
         """The (forward, update) libraries at the sizes of ``x`` and ``W``, measured once (``pick``)."""
-        from backends import _numba_blas
+        from backends.numba import choice
 
-        products = _numba_blas.pick(offered, dtype, x.shape[0], x.shape[1], W.shape[1])
+        products = choice.pick(offered, dtype, x.shape[0], x.shape[1], W.shape[1])
         self._picked[dtype] = products
         return products.forward, products.update
 
@@ -123,7 +122,7 @@ class NumbaBackend(Backend):
 
         Where two libraries are offered (``MLPBENCH_NUMBA_BLAS=auto`` with the CPU maker's
         BLAS installed), the first call at each size measures which computes each product
-        faster (``_numba_blas.pick``) and takes the step compiled on that pair.
+        faster (``choice.pick``) and takes the step compiled on that pair.
         W and S are updated in place when they are this step's own previous outputs, as in
         a training loop (as the jax backend donates them); the caller's first W and S are
         copied, and stay as they were. Keep a copy of an intermediate W or S you need later.
@@ -156,28 +155,32 @@ class NumbaBackend(Backend):
         """The base facts and ``blas``: the products' library, its version and threads; where
         ``pick`` chose, ``products``: each product's library at the last size run, and the
         times it measured."""
-        from backends import _numba_blas
+        from backends.numba import choice, libraries
 
         picked = self._picked.get(dtype)
-        name = picked.forward if picked is not None else _numba_blas.choose()[0][0]
-        blas = {**_numba_blas.facts(name), "setting": _numba_blas.requested()}
+        if picked is None:
+            fixed = choice.choose()[0][0]
+            if not isinstance(fixed, str):  # a forced pair: recorded as a pick is
+                picked = choice.Products(*fixed, sizes=())
+        name = picked.forward if picked is not None else fixed
+        blas = {**libraries.facts(name), "setting": choice.requested()}
         if picked is not None:
             blas["products"] = picked.record()
         return {**super().describe(dtype), "blas": blas}
 
     def prepare_pieces(self, make_pieces: Callable, *, lr: float, dtype: str) -> dict[str, Callable]:
-        """The compiled step's own pieces (``_numba_pieces``, on the BLAS ``prepare`` chooses;
+        """The compiled step's own pieces (``pieces``, on the BLAS ``prepare`` chooses;
         ``grad_h`` by Numba's ``@``), each compiled alone; ``weight_update`` writes over P and
         ``relu_backward`` over grad_h, as in the step. Where two libraries are offered, the
         first ``forward`` call at a size picks them as ``prepare`` does; the products' pieces
         follow it."""
-        from backends import _numba_pieces
+        from backends.numba.pieces import stable_njit
 
         offered = _offered_blas()
 
         def numba_pieces(blas):
             def make(xp):
-                return make_pieces(xp, jit=_numba_pieces.stable_njit, **_pieces(blas, dtype))
+                return make_pieces(xp, jit=stable_njit, **_pieces(blas, dtype))
             return super(NumbaBackend, self).prepare_pieces(make, lr=lr, dtype=dtype)
 
         if len(offered) == 1:
