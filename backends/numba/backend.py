@@ -152,9 +152,10 @@ class NumbaBackend(Backend):
         return OwnOutputs(run_picked, np.copy)
 
     def describe(self, dtype: str) -> dict:
-        """The base facts and ``blas``: the products' library, its version and threads; where
-        ``pick`` chose, ``products``: each product's library at the last size run, and the
-        times it measured."""
+        """The base facts and ``blas``: the products' library, its version and threads, the
+        setting; where ``pick`` chose, ``products``: each product's library at the last size
+        run, the times it measured and the named file it was read from (``kept``); where the
+        setting forced a pair, that pair."""
         from backends.numba import choice, libraries
 
         picked = self._picked.get(dtype)
