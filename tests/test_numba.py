@@ -538,8 +538,11 @@ def test_a_library_whose_openmp_would_meet_the_other_is_not_loaded(tmp_path, run
                    for p in Path(d).glob(f"{libm}*") if p.is_file()), None) if libm else None
     if source is None:
         pytest.skip("no C maths library file found to copy")
+    # the library asked for is "installed" (named by its setting), so only the clash stops it
+    env = {**os.environ, "MLPBENCH_MKL_LIBRARY": source, "MLPBENCH_AOCL_LIBRARY": source}
     done = subprocess.run([sys.executable, "-c", _CLASH_SCRIPT, source, str(tmp_path / runtime),
-                           library], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                           library], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith(expected), done.stdout
 

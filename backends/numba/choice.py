@@ -219,8 +219,10 @@ def _libraries(offered: tuple[str, ...]) -> list[list]:
 
 
 def _find(picks: list[dict], key: dict, sizes: tuple, path: str) -> Products | None:
+    names = [library[0] for library in key["libraries"]]
     for entry in picks:
-        if isinstance(entry, dict) and all(entry.get(k) == v for k, v in key.items()):
+        if (isinstance(entry, dict) and all(entry.get(k) == v for k, v in key.items())
+                and entry.get("forward") in names and entry.get("update") in names):
             return Products(entry["forward"], entry["update"], sizes, entry.get("seconds", {}),
                             path)
     return None

@@ -74,13 +74,25 @@ def _cblas(name: str, path: str, handle: ctypes.CDLL) -> tuple[Library | None, s
     return Library(name, path, sgemm, dgemm, handle), ""
 
 
-def _load_mkl() -> tuple[Library | None, str]:
+def _mkl_path() -> str | None:
     """MKL's mkl_rt: the setting's file, else the ``mkl`` package's, else the system's."""
-    path = os.environ.get(MKL_SETTING) or (
+    return os.environ.get(MKL_SETTING) or (
         _package_file("mkl", ("libmkl_rt.so", "libmkl_rt.dylib", "mkl_rt"))
         or ctypes.util.find_library("mkl_rt"))
-    if path is None:
-        return None, "MKL is not installed (pip install 'mlpbench[mkl]')"
+
+
+def _aocl_path() -> str | None:
+    """AOCL-BLAS (libblis-mt): the setting's file, else the ``aoclda`` package's, else the system's."""
+    return os.environ.get(AOCL_SETTING) or (
+        _package_file("aoclda", ("libblis-mt",)) or ctypes.util.find_library("blis-mt"))
+
+
+#: Where each maker's library is, and what to say when it is not installed.
+_FILES = {"mkl": (_mkl_path, "MKL is not installed (pip install 'mlpbench[mkl]')"),
+          "aocl": (_aocl_path, "AOCL-BLAS is not installed (pip install 'mlpbench[aocl]')")}
+
+
+def _load_mkl(path: str) -> tuple[Library | None, str]:
     try:
         handle = ctypes.CDLL(path)
     except OSError as exc:
@@ -88,16 +100,9 @@ def _load_mkl() -> tuple[Library | None, str]:
     return _cblas("mkl", path, handle)
 
 
-def _load_aocl() -> tuple[Library | None, str]:
-    """AOCL-BLAS (libblis-mt): the setting's file, else the ``aoclda`` package's, else the system's.
-
-    The ``aoclda`` wheel's libblis-mt needs the LLVM OpenMP runtime beside it and has no
-    search path of its own: that runtime is loaded first, from the same folder.
-    """
-    path = os.environ.get(AOCL_SETTING) or (
-        _package_file("aoclda", ("libblis-mt",)) or ctypes.util.find_library("blis-mt"))
-    if path is None:
-        return None, "AOCL-BLAS is not installed (pip install 'mlpbench[aocl]')"
+def _load_aocl(path: str) -> tuple[Library | None, str]:
+    """The ``aoclda`` wheel's libblis-mt needs the LLVM OpenMP runtime beside it and has no
+    search path of its own: that runtime is loaded first, from the same folder."""
     try:
         for runtime in sorted(glob.glob(os.path.join(os.path.dirname(path), "libomp*.so*"))):
             ctypes.CDLL(runtime, mode=ctypes.RTLD_GLOBAL)
@@ -166,10 +171,17 @@ def _openmp_clash(name: str) -> str:
 @functools.lru_cache(maxsize=None)
 def load(name: str) -> tuple[Library | None, str]:
     """Library ``name`` ("mkl", "aocl" or "scipy") loaded and registered once per process, or (None, why)."""
-    clash = _openmp_clash(name)
-    if clash:
-        return None, clash
-    library, why = {"mkl": _load_mkl, "aocl": _load_aocl, "scipy": _load_scipy}[name]()
+    if name == "scipy":
+        library, why = _load_scipy()
+    else:
+        find, missing = _FILES[name]
+        path = find()
+        if path is None:
+            return None, missing
+        clash = _openmp_clash(name)
+        if clash:
+            return None, clash
+        library, why = {"mkl": _load_mkl, "aocl": _load_aocl}[name](path)
     if library is not None:
         library.register()
     return library, why
