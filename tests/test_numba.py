@@ -741,6 +741,15 @@ def test_the_gate_runs_one_pick_on_both_sides(tmp_path):
     assert point.report()["blas"]["head"]["products"] == products["head"]
 
 
+def test_the_gate_takes_the_users_file_of_picks_where_one_is_named(tmp_path, monkeypatch):
+    from mlpbench.gate import runner
+
+    assert runner.shared_choices(str(tmp_path)) == {
+        "MLPBENCH_NUMBA_BLAS_FILE": str(tmp_path / "numba-blas.json")}
+    monkeypatch.setenv("MLPBENCH_NUMBA_BLAS_FILE", str(tmp_path / "mine.json"))
+    assert runner.shared_choices(str(tmp_path)) == {}  # the workers inherit the user's
+
+
 @uses_numba
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_a_step_on_two_libraries_matches_numpy(numba_backend, dtype):

@@ -31,7 +31,8 @@ from mlpbench import settings as common
 from mlpbench.gate import Settings, stats
 from mlpbench.workers import WorkerError, WorkerProcess
 
-__all__ = ["GateError", "Point", "SIDES", "WORKER", "Workers", "lacking", "plan", "run"]
+__all__ = ["GateError", "Point", "SIDES", "WORKER", "Workers", "lacking", "plan", "run",
+           "shared_choices"]
 
 SIDES = ("base", "head")
 #: The worker program, from this tree (see its docstring).
@@ -251,9 +252,16 @@ def run(points: list[Point], trees: dict[str, Path], commits: dict[str, str],
     """Measure and decide ``points`` (their ``verdict`` and ``estimate`` are set); returns the
     seconds spent. GateError when a side could not be measured."""
     with tempfile.TemporaryDirectory(prefix="mlpbench-gate-") as folder:
-        shared = {} if os.environ.get(NUMBA_BLAS_FILE) else {
-            NUMBA_BLAS_FILE: os.path.join(folder, "numba-blas.json")}
-        return _run(points, trees, commits, options, random.Random(seed), log, shared)
+        return _run(points, trees, commits, options, random.Random(seed), log,
+                    shared_choices(folder))
+
+
+def shared_choices(folder: str) -> dict[str, str]:
+    """What both sides' workers get alike: numba's file of BLAS picks, the user's where they
+    named one (inherited with the environment), else one in ``folder``, made for this run."""
+    if os.environ.get(NUMBA_BLAS_FILE):
+        return {}
+    return {NUMBA_BLAS_FILE: os.path.join(folder, "numba-blas.json")}
 
 
 def _run(points: list[Point], trees: dict[str, Path], commits: dict[str, str],
