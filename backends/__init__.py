@@ -18,7 +18,7 @@ REFERENCE = "numpy"
 _REGISTRY = {
     "numpy": "backends.numpy_backend:NumpyBackend",
     "array-api-strict": "backends.strict_backend:StrictBackend",
-    "numba": "backends.numba_backend:NumbaBackend",
+    "numba": "backends.numba.backend:NumbaBackend",
     "cupy": "backends.cupy_backend:CupyBackend",
     "cupy-graph": "backends.cupy_graph:CupyGraphBackend",
     "torch": "backends.torch_backend:TorchBackend",

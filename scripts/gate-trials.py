@@ -1,26 +1,24 @@
 #!/usr/bin/env python3
-"""Trials of the regression gate: how often it fails identical code, how often it catches a known slowdown.
+"""Trials of the regression gate: how often it fails identical code, how often it catches a known slowdown (docs/gate.md's table).
 
 Copies the working tree (tracked files and untracked ones git does not ignore) into a scratch
 git repository and commits, from the same base: the identical tree, and trees whose step is
 slower by a known fraction of its own time, injected into numba's backend
-(``backends/numba_backend.py``: every k-th step runs the compiled step once more) or into the
+(``backends/numba/backend.py``: every k-th step runs the compiled step once more) or into the
 shared step as numpy runs it (``kernels/step.py``: every k-th call of the plain-Python
 ``train_step`` computes the step once more), k = 1 / fraction. Then it runs
-``mlpbench regress`` with CI's settings (the defaults) between base and each head, each run
-under ``flock`` of the timing lock, and appends every run to a JSON file. Usage:
+``mlpbench regress`` with CI's settings (the defaults) between base and each head, and appends
+every run to a JSON-lines file. Usage:
 
-    python scripts/gate-trials.py identical --runs 10                  # full default coverage
-    python scripts/gate-trials.py numba --fraction 0.1 --runs 20       # narrowed to numba
-    python scripts/gate-trials.py numpy --fraction 0.05 --runs 20
-    python scripts/gate-trials.py table                                # the results, as markdown
+    python scripts/gate-trials.py identical --runs 10 --results T.jsonl            # default coverage
+    python scripts/gate-trials.py numba --fraction 0.1 --runs 20 --results T.jsonl # narrowed to numba
+    python scripts/gate-trials.py numpy --fraction 0.05 --runs 20 --results T.jsonl
+    python scripts/gate-trials.py table --results T.jsonl                          # as markdown
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
-import fcntl
 import json
 import os
 import shutil
@@ -31,8 +29,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "docs" / "gate-trials.jsonl"
-LOCK = "/tmp/mlpbench-timing.lock"
 #: Fixed dates: the same tree gives the same commits, whose snapshots (and Numba's caches in
 #: them) the gate keeps between runs.
 DATES = {"GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
@@ -59,7 +55,7 @@ STEP_SLOWER = """\
 
     return Step(jit(gradients), jit(train_step))
 """
-INJECTIONS = {"numba": ("backends/numba_backend.py", NUMBA_RUN, NUMBA_SLOWER),
+INJECTIONS = {"numba": ("backends/numba/backend.py", NUMBA_RUN, NUMBA_SLOWER),
               "numpy": ("kernels/step.py", STEP_RETURN, STEP_SLOWER)}
 
 
@@ -100,20 +96,6 @@ def head_commit(repo: Path, base: str, trial: str, fraction: float | None) -> st
     return head
 
 
-@contextlib.contextmanager
-def timing_lock(path: str | None):
-    """Hold ``path`` locked (flock) so that no other timing run overlaps; None: no lock."""
-    if path is None:
-        yield
-        return
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def cpu_name() -> str:
     done = subprocess.run(["lscpu"], capture_output=True, text=True)
     for line in done.stdout.splitlines():
@@ -132,16 +114,12 @@ def run_trials(args: argparse.Namespace) -> int:
             command += ["--backend", args.trial]
         for run in range(1, args.runs + 1):
             report = repo / f"report-{run}.json"
-            waited = time.monotonic()
-            with timing_lock(None if args.no_lock else LOCK):
-                started = time.monotonic()
-                done = subprocess.run([*command, "--output", str(report)], cwd=repo,
-                                      env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                                      capture_output=True, text=True)
-                wall = time.monotonic() - started
+            started = time.monotonic()
+            done = subprocess.run([*command, "--output", str(report)], cwd=repo,
+                                  env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                                  capture_output=True, text=True)
             record = {"trial": args.trial, "fraction": args.fraction, "run": run,
-                      "status": done.returncode, "wall_s": wall,
-                      "lock_wait_s": started - waited,
+                      "status": done.returncode, "wall_s": time.monotonic() - started,
                       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
                           timespec="seconds"),
                       "cpu": cpu_name(), "load_1min": os.getloadavg()[0]}
@@ -176,10 +154,7 @@ def table(args: argparse.Namespace) -> int:
     for (trial, fraction), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
         what = "identical code" if trial == "identical" else f"{trial} {fraction:.0%} slower"
         gated = "default coverage" if trial == "identical" else f"--backend {trial}"
-        # Runs recorded before lock_wait_s was kept waited for the lock inside wall_s: their
-        # gate's own measuring time (gate_s) stands in.
-        walls = sorted(r["wall_s"] if "lock_wait_s" in r else r.get("gate_s", r["wall_s"])
-                       for r in runs)
+        walls = sorted(r["wall_s"] for r in runs)
         points = [p for r in runs for p in r.get("points", [])]
         ratios = sorted(p["ratio"] for p in points if p["ratio"] is not None)
         count = {v: sum(p["verdict"] == v for p in points) for v in ("slower", "inconclusive")}
@@ -197,10 +172,8 @@ def main() -> int:
     parser.add_argument("--fraction", type=float, default=None,
                         help="the slowdown injected, a fraction of the step's time (0.1)")
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--results", type=Path, default=RESULTS,
-                        help="JSON lines, appended to (default %(default)s)")
-    parser.add_argument("--no-lock", action="store_true",
-                        help=f"do not take {LOCK} around each run")
+    parser.add_argument("--results", type=Path, required=True,
+                        help="JSON lines, appended to (trials) or read (table)")
     args = parser.parse_args()
     if args.trial == "table":
         return table(args)

@@ -123,39 +123,3 @@ def test_plot_roofline_writes_a_png(tmp_path):
     path = tmp_path / "roofline.png"
     plot_roofline(doc, str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_roofline_report_script(tmp_path, capsys):
-    """The report script on a real (tiny, untimed-for-speed) bench file, with given roofs and pieces."""
-    import importlib.util
-    from pathlib import Path
-
-    from mlpbench import cli
-
-    bench = tmp_path / "bench.json"
-    assert cli.main(["bench", "--backend", "numpy", "--batch-size", "2", "--hidden", "4",
-                     "--dtype", "float64", "--min-time", "0.001", "--repeat", "1",
-                     "--output", str(bench)]) == 0
-    roofs = tmp_path / "roofs.json"
-    roofs.write_text('{"threads": 1, "caches": {}, "bandwidth": '
-                     '[{"working_set_bytes": 1000000, "gb_per_s": 1e-6}]}')
-    pieces = tmp_path / "pieces.json"
-    pieces.write_text('{"points": [{"backend": "numpy", "dtype": "float64", "batch_size": 2, '
-                      '"hidden": 4, "step_s": {"median": 2.0}, "pieces": '
-                      '{"forward": {"median": 0.5}, "grad_h": {"median": 1.0}}}]}')
-    script = Path(__file__).resolve().parent.parent / "scripts" / "roofline-report.py"
-    spec = importlib.util.spec_from_file_location("roofline_report", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    capsys.readouterr()
-    out = tmp_path / "out.json"
-    assert module.main([str(bench), "--roofs", str(roofs), "--pieces", str(pieces),
-                        "--slow-backend", "numpy", "--slow-below", "1e9",
-                        "--output", str(out)]) == 0
-    printed = capsys.readouterr().out
-    # a bandwidth of 1e-6 GB/s makes the point memory-bound far above its speed
-    assert "| numpy | float64 | 4 | 2 |" in printed and "| memory |" in printed
-    assert "grad_h (50%)" in printed
-    import json
-    result = json.loads(out.read_text())["results"][0]
-    assert result["bound"] == "memory" and result["roof_fraction"] > 1

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mlpbench import settings as common
 from mlpbench.gate import Settings, stats
-from mlpbench.gate.runner import SIDES, Point, Workers
+from mlpbench.gate.runner import SIDES, Point, Workers, shared_choices
 
 __all__ = ["PROCESS_PAIRS", "attribute", "ranked"]
 
@@ -77,12 +77,17 @@ def attribute(point: Point, trees: dict[str, Path], commits: dict[str, str], opt
               pairs: int = PROCESS_PAIRS) -> list[dict]:
     """``ranked`` pieces of ``point`` over ``pairs`` fresh process pairs (GateError when a side
     cannot time its pieces: a commit without ``prepare_pieces``, say)."""
+    import tempfile
+
     rng = random.Random(seed)
     effects: dict[str, list[float]] = {}
     seconds: dict[str, dict[str, list[float]]] = {}
-    for _ in range(pairs):
-        with Workers(point.backend, trees, commits, options, pythons=pythons) as workers:
-            workers.start()
-            for name, effect in _one_pair(workers, point, options, rng, seconds).items():
-                effects.setdefault(name, []).append(effect)
+    with tempfile.TemporaryDirectory(prefix="mlpbench-gate-") as folder:
+        shared = shared_choices(folder)  # both sides' numba on the same BLAS picks
+        for _ in range(pairs):
+            with Workers(point.backend, trees, commits, options, shared=shared,
+                         pythons=pythons) as workers:
+                workers.start()
+                for name, effect in _one_pair(workers, point, options, rng, seconds).items():
+                    effects.setdefault(name, []).append(effect)
     return ranked(effects, seconds, options)

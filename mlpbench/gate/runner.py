@@ -4,7 +4,10 @@ For each backend, a fresh pair of workers (one on base's snapshot, one on head's
 at once) prepares each of its points in turn and times it in short samples, alternated in a
 random order within each pair of samples. Each process pair gives each point one effect
 (``stats.process_pair_effect``); rounds of process pairs go on for the points still
-undecided while the budget lasts.
+undecided while the budget lasts. A choice a backend makes by measuring is made once for
+the whole run and shared by both sides: numba's BLAS picks go to one file the gate names
+(``MLPBENCH_NUMBA_BLAS_FILE``, unless the user named one), so base and head run the same
+libraries, and each prepared point's reply says which ran.
 """
 from __future__ import annotations
 
@@ -23,11 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from backends.numba.choice import FILE_SETTING as NUMBA_BLAS_FILE
 from mlpbench import settings as common
 from mlpbench.gate import Settings, stats
 from mlpbench.workers import WorkerError, WorkerProcess
 
-__all__ = ["GateError", "Point", "SIDES", "WORKER", "Workers", "lacking", "plan", "run"]
+__all__ = ["GateError", "Point", "SIDES", "WORKER", "Workers", "lacking", "plan", "run",
+           "shared_choices"]
 
 SIDES = ("base", "head")
 #: The worker program, from this tree (see its docstring).
@@ -58,6 +63,7 @@ class Point:
     detectable: float = math.nan
     #: For a point found slower: each piece's times on both sides (``pieces.attribute``).
     pieces: list[dict] | None = None
+    blas: dict[str, dict] = field(default_factory=dict)  # per side: the BLAS numba's step ran
 
     @property
     def name(self) -> str:
@@ -80,7 +86,7 @@ class Point:
                 "ratio_interval": list(e.ratio_interval) if finite else None,
                 "p_slower": e.p_slower if e else None,
                 "min_detectable_effect": self.detectable, "effects": self.effects,
-                "pieces": self.pieces}
+                "pieces": self.pieces, **({"blas": self.blas} if self.blas else {})}
 
 
 def plan(backends: list[str], grid_name: str, bench: str | None) -> list[Point]:
@@ -124,13 +130,15 @@ class Workers:
     """A base worker and a head worker of one backend, started at once; a context manager."""
 
     def __init__(self, backend: str, trees: dict[str, Path], commits: dict[str, str],
-                 options: Settings, *, cpu: int | None = None,
+                 options: Settings, *, cpu: int | None = None, shared: dict[str, str] | None = None,
                  pythons: dict[str, str] | None = None) -> None:
+        """``shared``: variables both sides get alike (a file of choices made once per run);
+        ``pythons``: each side's interpreter (default: this one)."""
         self.backend, self.commits, self.trees, self.options = backend, commits, trees, options
         self.logs = {side: tempfile.TemporaryFile("w+b") for side in SIDES}
         self.workers: dict[str, WorkerProcess] = {}
         for side in SIDES:
-            env = _environment(trees[side], options)
+            env = {**_environment(trees[side], options), **(shared or {})}
             python = (pythons or {}).get(side, sys.executable)
             self.workers[side] = WorkerProcess([python, str(WORKER), backend], env=env,
                                                cwd=str(trees[side]), stderr=self.logs[side])
@@ -188,6 +196,9 @@ class Workers:
         if point.steps is None:
             step_s = max(reply["step_s"] for reply in prepared.values())
             point.steps = max(o.min_steps, round(o.sample_s / step_s))
+        for side, reply in prepared.items():
+            if reply.get("blas"):
+                point.blas[side] = reply["blas"]
         request = {"op": "sample", "steps": point.steps}
         times: dict[str, list[float]] = {side: [] for side in SIDES}
         for i in range(o.warmup_pairs + o.sample_pairs):
@@ -225,7 +236,8 @@ def _cpu(options: Settings, rng: random.Random) -> int | None:
 
 def _round(points: list[Point], pairs: int, trees: dict[str, Path], commits: dict[str, str],
            options: Settings, rng: random.Random, cost: dict[str, float],
-           pythons: dict[str, str] | None, facts: dict[str, dict]) -> None:
+           shared: dict[str, str], pythons: dict[str, str] | None,
+           facts: dict[str, dict]) -> None:
     """``pairs`` process pairs for each backend of ``points``, backends taking turns."""
     by_backend: dict[str, list[Point]] = {}
     for p in points:
@@ -236,7 +248,7 @@ def _round(points: list[Point], pairs: int, trees: dict[str, Path], commits: dic
         for name in names:
             started = time.monotonic()
             with Workers(name, trees, commits, options, cpu=_cpu(options, rng),
-                         pythons=pythons) as workers:
+                         shared=shared, pythons=pythons) as workers:
                 facts.setdefault(name, workers.start())
                 todo = list(by_backend[name])
                 rng.shuffle(todo)
@@ -254,11 +266,27 @@ def run(points: list[Point], trees: dict[str, Path], commits: dict[str, str],
 
     ``pythons`` gives each side's interpreter (default: this one); ``facts`` receives, per
     backend, what each side's first worker said of itself (versions, BLAS, interpreter)."""
-    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory(prefix="mlpbench-gate-") as folder:
+        return _run(points, trees, commits, options, random.Random(seed), log,
+                    shared_choices(folder), pythons, {} if facts is None else facts)
+
+
+def shared_choices(folder: str) -> dict[str, str]:
+    """What both sides' workers get alike: numba's file of BLAS picks, the user's where they
+    named one (inherited with the environment), else one in ``folder``, made for this run."""
+    if os.environ.get(NUMBA_BLAS_FILE):
+        return {}
+    return {NUMBA_BLAS_FILE: os.path.join(folder, "numba-blas.json")}
+
+
+def _run(points: list[Point], trees: dict[str, Path], commits: dict[str, str],
+         options: Settings, rng: random.Random, log: Callable[[str], None],
+         shared: dict[str, str], pythons: dict[str, str] | None,
+         facts: dict[str, dict]) -> float:
     started = time.monotonic()
     cost: dict[str, float] = {}
-    facts = {} if facts is None else facts
-    _round(points, options.process_pairs, trees, commits, options, rng, cost, pythons, facts)
+    _round(points, options.process_pairs, trees, commits, options, rng, cost, shared, pythons,
+           facts)
     _decide(points, options)
     log(f"  {options.process_pairs} process pairs per backend: "
         f"{time.monotonic() - started:.0f} s")
@@ -271,7 +299,7 @@ def run(points: list[Point], trees: dict[str, Path], commits: dict[str, str],
         next_round = options.more_process_pairs * sum(cost[b] for b in backends)
         if time.monotonic() - started + next_round > options.budget_s:
             break
-        _round(undecided, options.more_process_pairs, trees, commits, options, rng, cost,
+        _round(undecided, options.more_process_pairs, trees, commits, options, rng, cost, shared,
                pythons, facts)
         _decide(points, options)
         log(f"  {options.more_process_pairs} more process pairs for {len(undecided)} "

@@ -9,7 +9,8 @@ request, so the parent can start base and head side by side. Requests:
 
 - ``{"op": "start"}``: where ``backends`` came from, the backend's version, or ``error``;
 - ``{"op": "prepare", "point", "lr", "seed", "threads", "probe_s"}``: the point's arrays
-  and step, warmed up; ``step_s``, one step's seconds, measured for about ``probe_s``;
+  and step, warmed up; ``step_s``, one step's seconds, measured for about ``probe_s``, and
+  ``blas``, what the backend's ``describe`` says its step ran on, where it says;
 - ``{"op": "sample", "steps"}``: ``seconds`` of that many back-to-back steps, ended by the
   backend's synchronize on the last step's outputs;
 - ``{"op": "pieces", "point", "lr", "seed", "threads"}``: the point's pieces, warmed up, as
@@ -205,7 +206,14 @@ class GateWorker:
         loss = float(np.asarray(self.backend.to_numpy(self.point["loss"])))
         if not math.isfinite(loss):
             raise FloatingPointError(f"the loss is {loss} after the warm-up steps")
-        return {"step_s": seconds / steps}
+        return {"step_s": seconds / steps, "blas": self.blas(p["dtype"])}
+
+    def blas(self, dtype: str):
+        """The ``blas`` of the backend's ``describe``, or None (commits before it, or none)."""
+        try:
+            return self.backend.describe(dtype).get("blas")
+        except Exception:  # an older commit's describe: the reply goes without
+            return None
 
     def run(self, steps: int) -> float:
         """Seconds of ``steps`` steps, each step's W and S feeding the next, synchronised."""
