@@ -90,3 +90,65 @@ def test_diverged_run_exits_1_and_says_where(tmp_path):
     printed = proc.stdout.strip().splitlines()
     assert printed[-1].startswith(f"Iter: {step}\t")  # it stopped at that step
     assert step < 99
+
+
+def _integer_flags():
+    """(command, flag) for every flag of every command that takes an integer (or a list of them)."""
+    from mlpbench.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.choices and "train" in a.choices)
+    for command, p in sub.choices.items():
+        for action in p._actions:
+            if not action.option_strings or action.nargs == 0 or action.type is None:
+                continue
+            try:
+                parsed = action.type("7")
+            except Exception:
+                continue
+            if parsed == 7 and type(parsed) is int or parsed == [7] and type(parsed[0]) is int:
+                yield command, action.option_strings[0]
+
+
+INTEGER_FLAGS = list(_integer_flags())
+
+
+def test_the_integer_flags_are_found():
+    assert ("train", "--threads") in INTEGER_FLAGS and ("bench", "--batch-size") in INTEGER_FLAGS
+    assert ("bench", "--seed") in INTEGER_FLAGS and ("history", "--last") in INTEGER_FLAGS
+
+
+def parse_error(capsys, *argv) -> tuple[int, str]:
+    """(exit status, stderr) of parsing ``argv``: refused by the parser, so nothing runs."""
+    from mlpbench.cli import build_parser
+
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(list(argv))
+    return exc.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command,flag", INTEGER_FLAGS)
+@pytest.mark.parametrize("value", ["99999999999999999999", "2147483648"])
+def test_an_integer_too_large_for_the_libraries_is_refused(capsys, command, flag, value):
+    code, err = parse_error(capsys, command, flag, value)
+    assert_one_line_error(code, err, flag, "at most", repr(value))
+
+
+@pytest.mark.parametrize("command", ["train", "check", "bench", "pieces"])
+def test_threads_beyond_what_thread_pools_take_are_refused(capsys, command):
+    code, err = parse_error(capsys, command, "--threads", "1025")
+    assert_one_line_error(code, err, "--threads", "at most 1024", "'1025'")
+
+
+def test_the_reported_threads_overflow_is_one_line_in_a_real_process():
+    proc = subprocess.run([sys.executable, "-m", "mlpbench", "train", "--threads",
+                           "99999999999999999999"], capture_output=True, text=True, timeout=60)
+    assert_one_line_error(proc.returncode, proc.stderr, "--threads", "at most 1024")
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("command,flag", [("bench", "--min-time"), ("bench", "--timeout"),
+                                          ("pieces", "--min-time"), ("regress", "--budget")])
+def test_a_duration_beyond_any_run_is_refused(capsys, command, flag):
+    code, err = parse_error(capsys, command, flag, "1e300")
+    assert_one_line_error(code, err, flag, "at most", "seconds", "'1e300'")

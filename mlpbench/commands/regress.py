@@ -16,7 +16,7 @@ from mlpbench import settings as common
 from mlpbench.errors import UsageError
 from mlpbench.gitinfo import uncommitted_changes
 from mlpbench.gate import SETTINGS, commits, runner, stats
-from mlpbench.options import comma_list, file_path, non_empty, positive_float
+from mlpbench.options import comma_list, file_path, non_empty, positive_float, seconds
 
 __all__ = ["add_arguments", "run"]
 
@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-effect", type=_fraction, default=s.min_effect, metavar="F",
                    help=f"a point fails when head is slower by more than this fraction, with "
                         f"confidence (default {s.min_effect:g})")
-    p.add_argument("--budget", type=positive_float, default=s.budget_s, metavar="SECONDS",
+    p.add_argument("--budget", type=seconds, default=s.budget_s, metavar="SECONDS",
                    help=f"undecided points get more process pairs while this lasts "
                         f"(default {s.budget_s:g})")
     p.add_argument("--output", type=file_path, default=None, metavar="FILE",
