@@ -53,7 +53,7 @@ def gate_cache(tmp_path, monkeypatch):
     (["--backend", "numpy,"], "empty item in list"),
     (["--bench", "float("], "is not a regular expression"),
     (["--bench", "float16"], "no point to gate"),
-    (["--output", "/no/such/dir/r.json"], "no directory '/no/such/dir'"),
+    (["--output", "/no/such/dir/r.json"], "folder '/no/such/dir' does not exist"),
     (["--base", "no-such-revision"], "unknown revision 'no-such-revision'"),
     (["--base", "HEAD", "--head", "HEAD"], "same commit"),
 ])
@@ -172,6 +172,33 @@ def test_identical_code_passes(fake_project, capsys, monkeypatch, tmp_path):
     assert report["status"] == 0 and report["base"] == c["base"]
     assert point["verdict"] in ("pass", "inconclusive") and point["process_pairs"] >= 3
     assert 0.9 < point["ratio"] < 1.1
+
+
+@pytest.mark.parametrize("output, message", [
+    (None, "is a directory"), ("/dev/null", "is a character device"),
+    ("/proc/mlpbench-report.json", "cannot create a file in '/proc'")])
+def test_an_output_that_cannot_be_written_is_refused_before_measuring(
+        output, message, fake_project, capsys, monkeypatch, tmp_path):
+    repo, c = fake_project
+    status, out, err = gate(repo, c, "base", "identical", capsys, monkeypatch,
+                            "--output", output or str(tmp_path))
+    helpers.assert_one_line_error(status, err, "--output", message)
+    assert out == ""  # nothing measured
+
+
+def test_the_report_replaces_the_file_by_a_rename(fake_project, capsys, monkeypatch, tmp_path):
+    """Written whole then renamed over the old one, as bench writes: a reader or a killed run
+    sees the old report or the new, never a part."""
+    repo, c = fake_project
+    report = tmp_path / "out" / "r.json"
+    report.parent.mkdir()
+    report.write_text("the old report\n")
+    before = report.stat().st_ino
+    status, out, err = gate(repo, c, "base", "identical", capsys, monkeypatch,
+                            "--output", str(report))
+    assert status == 0, out + err
+    assert report.stat().st_ino != before and json.loads(report.read_text())["status"] == 0
+    assert [p.name for p in report.parent.iterdir()] == ["r.json"]  # no temporary file left
 
 
 def test_a_slower_step_fails_naming_the_point(fake_project, capsys, monkeypatch):

@@ -14,6 +14,7 @@ from pathlib import Path
 import backends
 from mlpbench import settings as common
 from mlpbench.errors import UsageError
+from mlpbench.files import check_writable, write_atomic
 from mlpbench.gitinfo import uncommitted_changes
 from mlpbench.gate import SETTINGS, commits, runner, stats
 from mlpbench.options import comma_list, file_path, non_empty, positive_float, seconds
@@ -114,8 +115,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--bench {args.bench!r} is not a regular expression: {exc}") \
                 from None
     output = Path(args.output) if args.output else None
-    if output is not None and not output.parent.is_dir():
-        raise UsageError(f"--output {args.output!r}: no directory {str(output.parent)!r}")
+    if output is not None:
+        check_writable(args.output, "--output")
     options = replace(SETTINGS, min_effect=args.min_effect, budget_s=args.budget)
     names, skipped = _backends(args.backend)
     points = runner.plan(names, options.grid, args.bench)
@@ -201,4 +202,4 @@ def _write_report(path: Path, shas: dict, options, points, elapsed: float, statu
               "cpu_count": os.cpu_count(), "grid": common.grid(options.grid),
               "skipped": skipped,
               "points": [{k: finite(v) for k, v in p.report().items()} for p in points]}
-    path.write_text(json.dumps(report, indent=1) + "\n")
+    write_atomic(str(path), lambda f: f.write(json.dumps(report, indent=1) + "\n"))
