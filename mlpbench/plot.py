@@ -61,10 +61,6 @@ def check_format(path: str) -> str:
     return fmt
 
 
-def _label(r: dict) -> str:
-    return f"{r['dtype'].replace('float', 'f')} B{r['batch_size']} H{r['hidden']}"
-
-
 def _title(doc: dict) -> str:
     env = doc["environment"]
     threads = sorted({r["threads"] for r in doc["results"]}, key=lambda t: (t is None, t))
