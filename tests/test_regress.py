@@ -64,6 +64,17 @@ def test_bad_input(argv, message, capsys, monkeypatch):
     assert status == 2 and err.count("\n") == 1 and message in err, err
 
 
+def test_without_scipy_the_gate_says_what_to_install(tmp_path):
+    # scipy made unimportable in that process alone, as where the gate extra is not installed
+    code = ("import sys; sys.modules['scipy'] = None; from mlpbench.cli import main; "
+            "sys.exit(main(['regress', '--backend', 'numpy', '--output', 'r.json']))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    helpers.assert_one_line_error(done.returncode, done.stderr, "needs SciPy",
+                                  "pip install 'mlpbench[gate]'")
+    assert done.stdout == "" and not (ROOT / "r.json").exists()
+
+
 def test_outside_a_git_repository(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     status, _, err = run_cli(["--backend", "numpy"], tmp_path, capsys, monkeypatch)

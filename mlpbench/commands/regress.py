@@ -108,6 +108,10 @@ def _line(point: runner.Point) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        import scipy.stats  # noqa: F401  (the gate's statistics)
+    except ImportError as exc:
+        raise UsageError(f"the gate needs SciPy ({exc}); pip install 'mlpbench[gate]'") from None
     if args.bench is not None:
         try:
             re.compile(args.bench)
