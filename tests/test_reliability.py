@@ -186,6 +186,8 @@ def _value_flags():
 def test_an_empty_value_is_bad_input_on_every_flag(capsys, command, flag):
     if flag.startswith("-"):
         argv, named = [command, flag, ""], flag
+    elif command != "compare":  # a command's one positional (pin-threads N)
+        argv, named = [command, ""], "argument"
     else:  # compare's files: the empty one in each place
         argv, named = [command, "" if flag == "a" else "x.json",
                        "" if flag == "b" else "x.json"], flag.upper() + ".json"

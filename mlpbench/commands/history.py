@@ -8,7 +8,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -17,6 +16,7 @@ from pathlib import Path
 from mlpbench import options, settings
 from mlpbench.errors import UsageError
 from mlpbench.files import check_writable, write_atomic
+from mlpbench.gitinfo import commit_order
 from mlpbench.report import backend_order, format_rate
 
 __all__ = ["BENCHMARK", "Commit", "Measurement", "add_arguments", "find_results_dir",
@@ -234,25 +234,9 @@ def load_history(machine_dir: Path) -> dict[str, Commit]:
 # -- ordering, selecting and flagging ----------------------------------------------------
 
 
-def _git_order(repo: Path) -> dict[str, tuple[int, str]] | None:
-    """Full hash -> (position, oldest first; subject) over every ref, or None without git."""
-    try:
-        done = subprocess.run(["git", "log", "--all", "--topo-order", "--reverse",
-                               "--format=%H %s"], cwd=repo, capture_output=True, text=True)
-    except OSError:
-        return None
-    if done.returncode != 0:
-        return None
-    order = {}
-    for i, line in enumerate(done.stdout.splitlines()):
-        commit, _, subject = line.partition(" ")
-        order[commit] = (i, subject)
-    return order
-
-
 def order_commits(commits: dict[str, Commit], repo: Path | None) -> tuple[list[Commit], str]:
     """Oldest first: git's order when git knows every commit, else asv's commit dates."""
-    known = _git_order(repo) if repo is not None else None
+    known = commit_order(repo) if repo is not None else None
     if known is not None and all(h in known for h in commits):
         for h, commit in commits.items():
             commit.subject = known[h][1]

@@ -15,7 +15,7 @@ import backends
 from mlpbench import settings as common
 from mlpbench.errors import UsageError
 from mlpbench.files import check_writable, write_atomic
-from mlpbench.gitinfo import uncommitted_changes
+from mlpbench.gitinfo import default_base, repository_root, resolve_commit, uncommitted_changes
 from mlpbench.gate import SETTINGS, commits, runner, stats
 from mlpbench.options import comma_list, file_path, non_empty, positive_float, seconds
 
@@ -127,10 +127,9 @@ def run(args: argparse.Namespace) -> int:
     if not points:
         raise UsageError(f"no point to gate: backends {', '.join(names) or '(none available)'}"
                          + (f", --bench {args.bench!r}" if args.bench else ""))
-    root = commits.repository_root()
-    head = commits.resolve_commit(root, args.head)
-    base = commits.resolve_commit(root, args.base) if args.base else \
-        commits.default_base(root, head)
+    root = repository_root()
+    head = resolve_commit(root, args.head)
+    base = resolve_commit(root, args.base) if args.base else default_base(root, head)
     if base == head:
         raise UsageError(f"base and head are the same commit {head[:8]}; nothing to compare")
     trees = {"base": commits.snapshot(root, base), "head": commits.snapshot(root, head)}
