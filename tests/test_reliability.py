@@ -488,3 +488,15 @@ def test_an_ascii_terminal_gets_us_for_microseconds(tmp_path):
     assert " us " in proc.stdout and "µ" not in proc.stdout
     assert "r\\xe9sultats.json\n" in proc.stdout  # the path, printed as it can be
     assert json.loads(out.read_text(encoding="utf-8"))["results"]
+
+
+def test_the_cache_folder_follows_xdg_cache_home(monkeypatch, tmp_path):
+    from mlpbench.files import cache_dir
+    from mlpbench.gate.commits import cache_dir as gate_cache
+
+    monkeypatch.delenv("MLPBENCH_GATE_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert gate_cache() == cache_dir("gate") == tmp_path / "mlpbench" / "gate"
+    monkeypatch.setenv("XDG_CACHE_HOME", "")  # empty: unset, as the XDG rules say
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir("gate") == tmp_path / "home" / ".cache" / "mlpbench" / "gate"

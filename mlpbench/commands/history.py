@@ -349,11 +349,11 @@ def format_table(commits: list[Commit], flagged: dict[tuple, float], header: str
 
 def draw(commits: list[Commit], flagged: dict[tuple, float], title: str, path: str) -> None:
     """One panel per point: steps/s per commit, a line per backend, the IQR as a band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
+
+    from mlpbench.plot import pyplot
+
+    plt = pyplot()
 
     labels = _labels(commits)
     rate = FuncFormatter(lambda v, _: format_rate(v))
@@ -419,11 +419,9 @@ def _check_output(path: str | None) -> None:
         return
     if not path.lower().endswith(".png"):
         raise UsageError(f"--output {path!r}: the history is drawn as PNG; name a .png file")
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise UsageError("--output needs matplotlib, which is not installed; "
-                         "pip install 'mlpbench[plot]'") from None
+    from mlpbench.plot import require_matplotlib
+
+    require_matplotlib("--output")
     check_writable(path, "--output")
 
 

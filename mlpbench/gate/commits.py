@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+from mlpbench import files
 from mlpbench.errors import UsageError
 from mlpbench.gitinfo import git
 
@@ -25,9 +26,7 @@ _PARTIAL = re.compile(r"\.[0-9a-f]{8}-.+")
 
 def cache_dir() -> Path:
     """Where snapshots are kept between runs (``MLPBENCH_GATE_CACHE``, else the user's cache)."""
-    return Path(os.environ.get("MLPBENCH_GATE_CACHE")
-                or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
-                / "mlpbench" / "gate")
+    return Path(os.environ.get("MLPBENCH_GATE_CACHE") or files.cache_dir("gate"))
 
 
 def snapshot(root: Path, commit: str, into: Path | None = None) -> Path:
