@@ -20,11 +20,10 @@ from pathlib import Path
 import pytest
 
 from mlpbench import settings
-from mlpbench.cli import main
 from mlpbench import history
 from scratch import FORWARD, SLOWER_FORWARD, asv_env_dir, git, worktree_repository
 
-from helpers import ROOT
+from helpers import ROOT, run_cli
 BENCH = history.BENCHMARK
 COLUMNS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
            "stats_ci_99_b", "stats_q_25", "stats_q_75", "stats_number", "stats_repeat",
@@ -98,12 +97,7 @@ def project(tmp_path, monkeypatch):
 
 
 def run_history(capsys, *argv):
-    try:
-        status = main(["history", *argv])
-    except SystemExit as exc:  # argparse's own errors
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
+    return run_cli(capsys, "history", *argv)
 
 
 def section(out: str, title: str) -> list[str]:

@@ -28,10 +28,9 @@ from mlpbench.gate import SETTINGS, commits
 ONE_POINT = "b64 h100 float32"
 
 
-def run_cli(argv: list[str], cwd: Path, capsys, monkeypatch) -> tuple[int, str, str]:
-    """``mlpbench regress ARGV`` in ``cwd``: (exit status, stdout, stderr); argparse's exit too."""
-    monkeypatch.chdir(cwd)
-    return helpers.run_cli(capsys, "regress", *argv)
+def run_regress(argv: list[str], cwd: Path, capsys) -> tuple[int, str, str]:
+    """``mlpbench regress ARGV`` in ``cwd``: (exit status, stdout, stderr)."""
+    return helpers.run_cli(capsys, "regress", *argv, cwd=cwd)
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +59,7 @@ def gate_cache(tmp_path, monkeypatch):
 def test_bad_input(argv, message, capsys, monkeypatch):
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("needs git and the repository's history")
-    status, _, err = run_cli(["--backend", "numpy", *argv], ROOT, capsys, monkeypatch)
+    status, _, err = run_regress(["--backend", "numpy", *argv], ROOT, capsys)
     assert status == 2 and err.count("\n") == 1 and message in err, err
 
 
@@ -77,7 +76,7 @@ def test_without_scipy_the_gate_says_what_to_install(tmp_path):
 
 def test_outside_a_git_repository(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
-    status, _, err = run_cli(["--backend", "numpy"], tmp_path, capsys, monkeypatch)
+    status, _, err = run_regress(["--backend", "numpy"], tmp_path, capsys)
     assert status == 2 and err.count("\n") == 1 and "not in a git repository" in err
 
 
@@ -168,8 +167,8 @@ def fake_project(tmp_path_factory):
 
 def gate(repo, commits_, base, head, capsys, monkeypatch, *extra):
     monkeypatch.setattr(regress, "SETTINGS", FAST)
-    return run_cli(["--base", commits_[base], "--head", commits_[head], "--backend", "numpy",
-                    "--bench", ONE_POINT, *extra], repo, capsys, monkeypatch)
+    return run_regress(["--base", commits_[base], "--head", commits_[head], "--backend", "numpy",
+                        "--bench", ONE_POINT, *extra], repo, capsys)
 
 
 def test_identical_code_passes(fake_project, capsys, monkeypatch, tmp_path):
@@ -233,8 +232,8 @@ def test_a_commit_that_does_not_import_could_not_be_measured(fake_project, capsy
 def test_a_hung_side_is_killed_and_could_not_be_measured(fake_project, capsys, monkeypatch):
     repo, c = fake_project
     monkeypatch.setattr(regress, "SETTINGS", replace(FAST, start_timeout_s=3.0))
-    status, out, err = run_cli(["--base", c["base"], "--head", c["hangs"], "--backend", "numpy",
-                                "--bench", ONE_POINT], repo, capsys, monkeypatch)
+    status, out, err = run_regress(["--base", c["base"], "--head", c["hangs"], "--backend", "numpy",
+                                "--bench", ONE_POINT], repo, capsys)
     assert status == 2 and err.count("\n") == 1, out + err
     assert f"head {c['hangs'][:8]}" in err and "no answer within 3 s" in err
 
@@ -307,8 +306,8 @@ def test_a_run_prunes_the_cache_to_the_most_recently_used(fake_project, capsys, 
     aged(commits.snapshot(repo, c["base"]), 6 * HOUR)  # the oldest, but this run uses it
     dead_partial = aged(Path(tempfile.mkdtemp(prefix=".0123abcd-", dir=cache)), 2 * HOUR)
     monkeypatch.setattr(regress, "SETTINGS", replace(FAST, cache_keep=3))
-    status, out, err = run_cli(["--base", c["base"], "--head", c["identical"], "--backend",
-                                "numpy", "--bench", ONE_POINT], repo, capsys, monkeypatch)
+    status, out, err = run_regress(["--base", c["base"], "--head", c["identical"], "--backend",
+                                "numpy", "--bench", ONE_POINT], repo, capsys)
     assert status == 0, out + err
     assert sorted(p.name for p in cache.iterdir()) == \
         sorted(c[name] for name in ("base", "identical", "slower"))
@@ -330,8 +329,8 @@ def default_fake(register_backend, monkeypatch):
 def test_a_default_backend_a_commit_lacks_is_skipped(base, head, side, fake_project, default_fake,
                                                      capsys, monkeypatch, tmp_path):
     repo, c = fake_project
-    status, out, err = run_cli(["--base", c[base], "--head", c[head], "--bench", ONE_POINT,
-                                "--output", str(tmp_path / "r.json")], repo, capsys, monkeypatch)
+    status, out, err = run_regress(["--base", c[base], "--head", c[head], "--bench", ONE_POINT,
+                                "--output", str(tmp_path / "r.json")], repo, capsys)
     assert status == 0 and err.count("\n") == 1, out + err
     lacking = c[base] if side == "base" else c[head]
     assert f"backend 'fake' skipped: {side} {lacking[:8]} lacks it" in err
@@ -345,8 +344,8 @@ def test_a_default_backend_a_commit_lacks_is_skipped(base, head, side, fake_proj
 def test_a_named_backend_base_lacks_is_bad_input(base, fake_project, default_fake, capsys,
                                                  monkeypatch):
     repo, c = fake_project
-    status, out, err = run_cli(["--base", c[base], "--head", c["identical"], "--backend",
-                                "numpy,fake", "--bench", ONE_POINT], repo, capsys, monkeypatch)
+    status, out, err = run_regress(["--base", c[base], "--head", c["identical"], "--backend",
+                                "numpy,fake", "--bench", ONE_POINT], repo, capsys)
     assert status == 2 and err.count("\n") == 1, out + err
     assert f"backend 'fake': base {c[base][:8]} lacks it (named with --backend" in err
     assert "process pairs" not in out  # nothing was timed
@@ -355,8 +354,8 @@ def test_a_named_backend_base_lacks_is_bad_input(base, fake_project, default_fak
 def test_no_backend_left_is_bad_input(fake_project, default_fake, capsys, monkeypatch):
     repo, c = fake_project
     monkeypatch.setattr(regress, "SETTINGS", replace(FAST, backends=("fake",)))
-    status, out, err = run_cli(["--base", c["numpy only"], "--head", c["identical"]], repo,
-                               capsys, monkeypatch)
+    status, out, err = run_regress(["--base", c["numpy only"], "--head", c["identical"]], repo,
+                                   capsys)
     assert status == 2 and err.count("\n") == 1, out + err
     assert f"no point to gate: backend 'fake': base {c['numpy only'][:8]} lacks it" in err
     assert "process pairs" not in out
