@@ -6,28 +6,16 @@ import re
 
 import pytest
 
+from factories import ENVIRONMENT, bench_doc, bench_result
 from helpers import run_cli
 
-ENVIRONMENT = {"python": "3.11", "platform": "Linux", "cpu": "test CPU", "cores": 2,
-               "libraries": {}, "blas": [], "gpu": None, "command": ["mlpbench", "bench"],
-               "started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T00:01:00+00:00"}
-
-
 def result(backend, dtype, batch_size, steps_per_s, *, status="ok", threads=1, hidden=16):
-    median = 1 / steps_per_s if status == "ok" else None
-    return {"backend": backend, "dtype": dtype, "batch_size": batch_size, "n_in": 1000,
-            "hidden": hidden, "n_out": 10, "threads": threads, "status": status,
-            "error": None if status == "ok" else "why",
-            "compile_s": 0.1, "step_s": {"median": median, "min": median, "max": median}
-            if median else None, "blocks": 5, "steps_per_block": 10,
-            "steps_per_s": steps_per_s if status == "ok" else None,
-            "samples_per_s": batch_size * steps_per_s if status == "ok" else None,
-            "gflops": 1.0, "peak_fraction": 0.1, "final_loss": 1.0}
+    return bench_result(backend, dtype, batch_size, 1 / steps_per_s, status=status,
+                        threads=threads, hidden=hidden)
 
 
 def write(path, results):
-    path.write_text(json.dumps({"schema": "mlpbench.bench/1", "environment": ENVIRONMENT,
-                                "peak_gflops": {}, "results": results}))
+    path.write_text(json.dumps(bench_doc(results)))
     return path
 
 

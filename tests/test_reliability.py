@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from factories import bench_doc, bench_result
 from helpers import ROOT as REPO, assert_one_line_error, run_cli
 from mlpbench.cli import build_parser, main
 from mlpbench.errors import UsageError
@@ -216,16 +217,9 @@ def test_the_walk_over_flags_sees_the_known_ones():
 
 # -- 9: results files checked value by value before any work -----------------------------------
 
-ENVIRONMENT = {"python": "3.11", "platform": "Linux", "cpu": "test CPU", "cores": 2,
-               "libraries": {}, "blas": [], "gpu": None, "command": ["mlpbench", "bench"],
-               "started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T00:01:00+00:00"}
-OK_POINT = {"backend": "numpy", "dtype": "float64", "batch_size": 2, "n_in": 8, "hidden": 4,
-            "n_out": 2, "threads": 1, "status": "ok", "error": None, "compile_s": 0.001,
-            "step_s": {"median": 1e-5, "min": 9e-6, "max": 2e-5}, "blocks": 2,
-            "steps_per_block": 1000, "steps_per_s": 1e5, "samples_per_s": 2e5, "gflops": 0.03,
-            "peak_fraction": 0.001, "final_loss": 12.5, "flops_per_step": 352}
-DOC = {"schema": "mlpbench.bench/1", "environment": ENVIRONMENT,
-       "peak_gflops": {"numpy/float64": 30.0}, "results": [OK_POINT]}
+OK_POINT = bench_result("numpy", "float64", 2, 1e-5, n_in=8, hidden=4, n_out=2,
+                        compile_s=0.001, peak_gflops=30.0, final_loss=12.5)
+DOC = bench_doc([OK_POINT], peak_gflops={"numpy/float64": 30.0})
 
 # (where in the document, the bad value, what the message names)
 CORRUPTIONS = [
