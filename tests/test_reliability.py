@@ -6,7 +6,6 @@ any work; finished points are never lost. Items about processes, pipes and signa
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -22,7 +21,7 @@ import pytest
 
 from factories import bench_doc, bench_result
 from helpers import ROOT as REPO, assert_one_line_error, run_cli
-from mlpbench.cli import build_parser, main
+from mlpbench.cli import main
 from mlpbench.errors import UsageError
 from mlpbench.files import lock_output
 from mlpbench.gitinfo import uncommitted_changes
@@ -169,50 +168,6 @@ def test_a_plot_is_written_in_its_suffix_format_under_its_exact_name(capsys, tmp
     # The roofline chart beside it, in the same format; nothing else (no .png added).
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p-roofline.svg", "p.svg"]
     assert b"<svg" in (tmp_path / "p-roofline.svg").read_bytes()[:500]
-
-
-# -- 7: an empty value, on every flag of every command -------------------------------------------
-
-def _value_flags():
-    """(command, flag or positional's dest) for every argument of every command taking a value."""
-    parser = build_parser()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, sub in commands.choices.items():
-        for action in sub._actions:
-            if action.nargs != 0:
-                yield name, action.option_strings[0] if action.option_strings else action.dest
-
-
-@pytest.mark.parametrize("command, flag", list(_value_flags()))
-def test_an_empty_value_is_bad_input_on_every_flag(capsys, command, flag):
-    if flag.startswith("-"):
-        argv, named = [command, flag, ""], flag
-    elif command != "compare":  # a command's one positional (pin-threads N)
-        argv, named = [command, ""], "argument"
-    else:  # compare's files: the empty one in each place
-        argv, named = [command, "" if flag == "a" else "x.json",
-                       "" if flag == "b" else "x.json"], flag.upper() + ".json"
-    # Refused by the parser, so no command runs: without the check, `regress --base ''` would
-    # run the whole gate, `bench --output ''` a full sweep.
-    with pytest.raises(SystemExit) as exc:
-        build_parser().parse_args(argv)
-    captured = capsys.readouterr()
-    assert_one_line_error(exc.value.code, captured.err, named, "''")
-    assert captured.out == ""
-
-
-@pytest.mark.parametrize("flag", ["--timeout", "--min-time"])
-def test_a_duration_too_long_for_a_timer_is_refused(capsys, flag):
-    # --timeout 1e300 made every point an OverflowError ("timestamp out of range").
-    code, out, err = run_cli(capsys, "bench", *BENCH_TINY, flag, "1e300")
-    assert_one_line_error(code, err, flag, "at most")
-    assert out == ""
-
-
-def test_the_walk_over_flags_sees_the_known_ones():
-    seen = set(_value_flags())
-    assert {("bench", "--output"), ("bench", "--plot"), ("train", "--save"),
-            ("regress", "--base"), ("regress", "--bench"), ("compare", "a")} <= seen
 
 
 # -- 9: results files checked value by value before any work -----------------------------------
