@@ -2,11 +2,13 @@
 ``make_result`` from a measurement, so they have the fields a real run writes."""
 from __future__ import annotations
 
+import copy
+
 from kernels import step_flops
 from mlpbench.measure import Measurement
 from mlpbench.results import SCHEMA, make_result
 
-__all__ = ["ENVIRONMENT", "bench_doc", "bench_result"]
+__all__ = ["DOC", "ENVIRONMENT", "bench_doc", "bench_result", "corrupted"]
 
 ENVIRONMENT = {"python": "3.11", "platform": "Linux", "cpu": "test CPU", "cores": 2,
                "libraries": {}, "blas": [], "gpu": None, "command": ["mlpbench", "bench"],
@@ -37,3 +39,19 @@ def bench_doc(results: list[dict], *, peak_gflops: dict | None = None, **extra) 
     """A results document (schema ``mlpbench.bench/1``) holding ``results``."""
     return {"schema": SCHEMA, "environment": dict(ENVIRONMENT), "peak_gflops": peak_gflops or {},
             "results": results, **extra}
+
+
+#: A valid results document of one tiny ok point.
+DOC = bench_doc([bench_result("numpy", "float64", 2, 1e-5, n_in=8, hidden=4, n_out=2,
+                              compile_s=0.001, peak_gflops=30.0, final_loss=12.5)],
+                peak_gflops={"numpy/float64": 30.0})
+
+
+def corrupted(where: tuple, value) -> dict:
+    """A copy of DOC with the value at ``where`` (keys and indices) replaced by ``value``."""
+    doc = copy.deepcopy(DOC)
+    node = doc
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    return doc

@@ -6,7 +6,6 @@ any work; finished points are never lost. Items about processes, pipes and signa
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from factories import bench_doc, bench_result
+from factories import corrupted
 from helpers import ROOT as REPO, assert_one_line_error, run_cli
 from mlpbench.cli import main
 from mlpbench.errors import UsageError
@@ -170,77 +169,7 @@ def test_a_plot_is_written_in_its_suffix_format_under_its_exact_name(capsys, tmp
     assert b"<svg" in (tmp_path / "p-roofline.svg").read_bytes()[:500]
 
 
-# -- 9: results files checked value by value before any work -----------------------------------
-
-OK_POINT = bench_result("numpy", "float64", 2, 1e-5, n_in=8, hidden=4, n_out=2,
-                        compile_s=0.001, peak_gflops=30.0, final_loss=12.5)
-DOC = bench_doc([OK_POINT], peak_gflops={"numpy/float64": 30.0})
-
-# (where in the document, the bad value, what the message names)
-CORRUPTIONS = [
-    (("results", 0, "steps_per_s"), float("nan"), "'steps_per_s' is NaN"),
-    (("results", 0, "steps_per_s"), float("inf"), "'steps_per_s' is Infinity"),
-    (("results", 0, "steps_per_s"), "fast", "'steps_per_s'"),
-    (("results", 0, "steps_per_s"), -1.0, "'steps_per_s' is -1.0"),
-    (("results", 0, "steps_per_s"), None, "'steps_per_s' is null"),
-    (("results", 0, "samples_per_s"), 0, "'samples_per_s'"),
-    (("results", 0, "gflops"), [1], "'gflops'"),
-    (("results", 0, "batch_size"), "2", "'batch_size'"),
-    (("results", 0, "batch_size"), 2.5, "'batch_size'"),
-    (("results", 0, "hidden"), 0, "'hidden'"),
-    (("results", 0, "n_in"), True, "'n_in'"),
-    (("results", 0, "threads"), -2, "'threads'"),
-    (("results", 0, "dtype"), "float16", "'dtype'"),
-    (("results", 0, "backend"), "", "'backend'"),
-    (("results", 0, "backend"), 7, "'backend'"),
-    (("results", 0, "step_s"), {"median": 1e-5, "min": 3e-5, "max": 2e-5}, "'step_s'"),
-    (("results", 0, "step_s"), 1e-5, "'step_s'"),
-    (("results", 0, "blocks"), 0, "'blocks'"),
-    (("results", 0, "final_loss"), float("nan"), "'final_loss'"),
-    (("results", 0, "compile_s"), -1, "'compile_s'"),
-    (("results", 0, "error"), 3, "'error'"),
-    (("results", 0, "peak_fraction"), "high", "'peak_fraction'"),
-    (("results", 0, "flops_per_step"), float("nan"), "'flops_per_step'"),
-    (("results", 0, "steps_per_s"), 10 ** 400, "'steps_per_s'"),
-    (("peak_gflops", "numpy/float64"), float("nan"), "peak_gflops 'numpy/float64'"),
-    (("environment", "gpu"), "a GPU", "'gpu'"),
-    (("environment", "command"), "mlpbench bench", "'command'"),
-    (("environment", "started"), 5, "'started'"),
-    (("environment", "earlier_runs"), {}, "'earlier_runs'"),
-    (("peak_errors",), ["x"], "'peak_errors'"),
-]
-
-
-def corrupted(where, value):
-    doc = copy.deepcopy(DOC)
-    node = doc
-    for key in where[:-1]:
-        node = node[key]
-    node[where[-1]] = value
-    return doc
-
-
-@pytest.mark.parametrize("where, value, named", CORRUPTIONS,
-                         ids=[f"{'.'.join(map(str, w))}={v!r}"[:60] for w, v, _ in CORRUPTIONS])
-def test_compare_refuses_a_bad_value_naming_file_point_and_field(capsys, tmp_path, where, value,
-                                                                 named):
-    good = tmp_path / "good.json"
-    good.write_text(json.dumps(DOC))
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps(corrupted(where, value)))  # NaN and Infinity as Python writes them
-    code, out, err = run_cli(capsys, "compare", good, bad)
-    assert_one_line_error(code, err, str(bad), named)
-    if where[0] == "results" and where[2] not in ("backend", "dtype", "batch_size", "hidden"):
-        assert "result 0 (numpy float64 batch 2 hidden 4)" in err
-    assert out == ""  # refused before the table starts
-
-
-def test_the_valid_document_is_accepted(capsys, tmp_path):
-    good = tmp_path / "good.json"
-    good.write_text(json.dumps(DOC))
-    code, out, err = run_cli(capsys, "compare", good, good)
-    assert code == 0 and "geometric mean of B/A over 1 points" in out, err
-
+# -- 9: a bad results file given to --resume (compare's table of bad values: test_compare.py)
 
 def test_resume_refuses_a_bad_value_before_measuring_and_leaves_the_file(capsys, tmp_path):
     bad = tmp_path / "r.json"
@@ -250,21 +179,6 @@ def test_resume_refuses_a_bad_value_before_measuring_and_leaves_the_file(capsys,
     assert_one_line_error(code, err, str(bad), "result 0", "'steps_per_s' is NaN")
     assert out == "" and untouched(bad) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
-
-
-@pytest.mark.parametrize("kind", ["fifo", "device"])
-def test_a_results_file_that_is_a_pipe_or_a_device_is_refused_not_read(capsys, tmp_path, kind):
-    # Reading a FIFO with no writer, or /dev/zero, would never end.
-    if kind == "fifo":
-        path = tmp_path / "r.json"
-        os.mkfifo(path)
-    else:
-        path = Path("/dev/zero")
-    good = tmp_path / "good.json"
-    good.write_text(json.dumps(DOC))
-    code, out, err = run_cli(capsys, "compare", good, path)
-    assert_one_line_error(code, err, str(path), "not a regular file")
-    assert out == ""
 
 
 # -- 10 and 11: divergence and the learning rate in the run's dtype -----------------------------
