@@ -277,10 +277,23 @@ def test_bad_options(project, capsys, argv, message):
 
 # -- a real asv run over three commits (slow) ----------------------------------------------
 
+def readme_asv_block() -> list[str]:
+    """The README's asv commands, as a user pastes them."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## asv: "):]
+    section = section[:section.index("\n## ")]
+    return [line[4:].split("  #")[0].strip() for line in section.splitlines()
+            if line.startswith("    ") and line.strip()]
+
+
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
-    """The working tree as base, identical, a slower step, the step restored; asv run over the
-    last three (numpy, quick grid, one thread, time_train_step, one round)."""
+    """The working tree as base, identical, a slower step, the step restored, with no results;
+    then the README's asv block pasted there (it measures the last two commits, compares them
+    and draws the history: each line's result is kept), and asv run over the one commit of the
+    last three still unmeasured (time_train_step, one round). numpy alone, one thread."""
+    lines = readme_asv_block()
+    assert lines[0].startswith(". .venv/bin/activate && ") and len(lines) >= 3, lines
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("needs git and the repository's working tree")
     for module in ("asv", "virtualenv"):
@@ -301,15 +314,19 @@ def measured(tmp_path_factory):
     git(repo, "commit", "-q", "-am", "the step restored")
     commits = git(repo, "rev-list", "--reverse", "HEAD~3..HEAD").split()
     asv = [sys.executable, "-m", "asv"]
-    subprocess.run([*asv, "machine", "--yes"], cwd=repo, check=True, capture_output=True)
+    # This checkout's environment stands for the clone's .venv.
     env = settings.pinned_environment(1, os.environ)
-    env.update(MLPBENCH_BACKENDS="numpy", MLPBENCH_GRID="quick")
+    env.update(MLPBENCH_BACKENDS="numpy", PYTHONPATH=str(ROOT))
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
-    done = subprocess.run([*asv, "run", "--show-stderr", "-b", "time_train_step", "-a",
-                           "rounds=1", "HEAD~3..HEAD"], cwd=repo, env=env, capture_output=True,
-                          text=True, timeout=900)
+    pasted = [subprocess.run(["bash", "-c", line], cwd=repo, env=env, capture_output=True,
+                             text=True, timeout=900)
+              for line in [lines[0].removeprefix(". .venv/bin/activate && "), *lines[1:]]]
+    env.update(MLPBENCH_GRID="quick")
+    done = subprocess.run([*asv, "run", "--show-stderr", "--skip-existing", "-b",
+                           "time_train_step", "-a", "rounds=1", "HEAD~3..HEAD"], cwd=repo,
+                          env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
-    return repo, commits, asv, env
+    return repo, commits, asv, env, list(zip(lines, pasted))
 
 
 def run_in(repo: Path, *argv: str) -> subprocess.CompletedProcess:
@@ -321,7 +338,7 @@ def run_in(repo: Path, *argv: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_history_of_a_real_asv_run(measured):
-    repo, commits, _, _ = measured
+    repo, commits, _, _, _ = measured
     done = run_in(repo, "history", "--output", "h.png")
     assert done.returncode == 0, done.stderr
     assert re.findall(r"^  ([0-9a-f]{8})  ", done.stdout, re.M)[:3] == [c[:8] for c in commits]
@@ -332,45 +349,16 @@ def test_history_of_a_real_asv_run(measured):
     assert (repo / "h.png").stat().st_size > 10_000
 
 
-def readme_asv_block() -> list[str]:
-    """The README's asv commands, as a user pastes them."""
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## asv: "):]
-    section = section[:section.index("\n## ")]
-    return [line[4:].split("  #")[0].strip() for line in section.splitlines()
-            if line.startswith("    ") and line.strip()]
-
-
 @pytest.mark.slow
-def test_the_readmes_asv_block_works_as_pasted(tmp_path):
-    """In a clone of three commits with no results: every line of the block exits 0 (asv compare
-    failed when the block measured only the tip), and history draws the two measured."""
-    lines = readme_asv_block()
-    assert lines[0].startswith(". .venv/bin/activate && ") and len(lines) >= 3, lines
-    if shutil.which("git") is None or not (ROOT / ".git").exists():
-        pytest.skip("needs git and the repository's working tree")
-    for module in ("asv", "virtualenv"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not installed (pip install 'mlpbench[asv]')")
-    repo = tmp_path / "clone"
-    repo.mkdir()
-    worktree_repository(repo)
-    for n in (1, 2):
-        git(repo, "commit", "-q", "--allow-empty", "-m", f"commit {n} after base")
-    (repo / ".asv").mkdir()
-    asv_env_dir().mkdir(parents=True, exist_ok=True)
-    (repo / ".asv" / "env").symlink_to(asv_env_dir(), target_is_directory=True)
-    # This checkout's environment stands for the clone's .venv; numpy alone keeps it short.
-    env = settings.pinned_environment(1, os.environ)
-    env.update(MLPBENCH_BACKENDS="numpy", PYTHONPATH=str(ROOT))
-    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
-    for line in [lines[0].removeprefix(". .venv/bin/activate && "), *lines[1:]]:
-        done = subprocess.run(["bash", "-c", line], cwd=repo, env=env, capture_output=True,
-                              text=True, timeout=900)
+def test_the_readmes_asv_block_works_as_pasted(measured):
+    """In a clone with no results: every line of the block exits 0 (asv compare failed when
+    the block measured only the tip), and its history shows the two commits it measured."""
+    repo, commits, _, _, pasted = measured
+    for line, done in pasted:
         assert done.returncode == 0, f"{line}\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
     assert (repo / "history.png").stat().st_size > 10_000
-    shown = re.findall(r"^  ([0-9a-f]{8})  ", done.stdout, re.M)
-    assert shown[:2] == [c[:8] for c in git(repo, "rev-list", "--reverse", "HEAD~2..HEAD").split()]
+    shown = re.findall(r"^  ([0-9a-f]{8})  ", pasted[-1][1].stdout, re.M)
+    assert shown[:2] == [c[:8] for c in commits[1:]]
 
 
 def test_without_asv_history_says_what_to_install(project, capsys, monkeypatch):
