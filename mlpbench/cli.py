@@ -27,6 +27,7 @@ COMMANDS = {
     "regress": "mlpbench.commands.regress",
     "history": "mlpbench.commands.history",
     "pieces": "mlpbench.commands.pieces",
+    "pin-threads": "mlpbench.commands.pin_threads",
 }
 
 

@@ -11,14 +11,10 @@ __all__ = ["command_line", "cpu_model", "environment", "facts_in_process", "kern
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU's model name (``backends.cpu.cpu_facts``)."""
+    from backends.cpu import cpu_facts
+
+    return cpu_facts()["model"]
 
 
 def _library_versions(names: Iterable[str]) -> dict[str, str | None]:

@@ -1,15 +1,24 @@
-"""Writing a user's files safely: checked before any work, locked in use, replaced atomically."""
+"""Writing a user's files safely: checked before any work, locked in use, replaced atomically;
+and where the project keeps its caches."""
 from __future__ import annotations
 
 import contextlib
 import os
 import stat
 import tempfile
+from pathlib import Path
 from typing import IO, Callable, Iterator
 
 from mlpbench.errors import UsageError
 
-__all__ = ["check_distinct", "check_writable", "lock_output", "write_atomic"]
+__all__ = ["cache_dir", "check_distinct", "check_writable", "lock_output", "write_atomic"]
+
+def cache_dir(*parts: str) -> Path:
+    """The project's cache folder ``parts`` under the user's cache (``XDG_CACHE_HOME``, else
+    ``~/.cache``): ``cache_dir("gate")`` is ``~/.cache/mlpbench/gate``. Not created here."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return Path(base).expanduser().joinpath("mlpbench", *parts)
+
 
 _KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
           (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))

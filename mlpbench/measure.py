@@ -1,8 +1,10 @@
 """Timing one point: warm-up, calibrated blocks ended by synchronize, and the matmul peak.
 
 The core, ``time_blocks(run, synchronize, ...)``, knows nothing of the step: ``run(n)`` does
-n iterations of anything. ``measure_step`` feeds it a prepared training step (each step's
-W and S feed the next), ``peak_matmul_gflops`` a chain of square matmuls.
+n iterations of anything. ``StepChain`` is a prepared training step as such a ``run`` (each
+step's W and S feed the next); ``measure_step`` times one, ``peak_matmul_gflops`` a chain of
+square matmuls. The gate's worker times its samples with ``StepChain`` and ``timed`` too
+(loading this file by path: it imports nothing but the standard library at its top).
 
 Time limits are not kept here: ``mlpbench.sweep`` runs each point in a worker process and
 kills it past its limit, which also stops a native call that never returns.
@@ -14,8 +16,8 @@ import statistics
 import time
 from typing import Any, Callable, NamedTuple
 
-__all__ = ["Blocks", "Measurement", "calibrate", "measure_step",
-           "peak_matmul_gflops", "per_step", "time_blocks", "warm_up"]
+__all__ = ["Blocks", "Measurement", "StepChain", "calibrate", "measure_step",
+           "peak_matmul_gflops", "per_step", "time_blocks", "timed", "warm_up"]
 
 Clock = Callable[[], float]
 
@@ -29,8 +31,8 @@ def warm_up(run: Callable[[int], Any], synchronize: Callable[[], None], *,
     return clock() - start
 
 
-def _timed(run: Callable[[int], Any], synchronize: Callable[[], None], n: int, clock: Clock,
-           device_timer: Any = None) -> tuple[float, float | None]:
+def timed(run: Callable[[int], Any], synchronize: Callable[[], None], n: int,
+          clock: Clock = time.perf_counter, device_timer: Any = None) -> tuple[float, float | None]:
     """(wall seconds, device seconds or None) of n iterations; synchronize is inside the timing."""
     start = clock()
     if device_timer is not None:
@@ -46,7 +48,7 @@ def calibrate(run: Callable[[int], Any], synchronize: Callable[[], None], *, min
     """The number of iterations that makes one block last at least ``min_time``."""
     n = 1
     while True:
-        elapsed, _ = _timed(run, synchronize, n, clock)
+        elapsed, _ = timed(run, synchronize, n, clock)
         if elapsed >= min_time:
             return n
         # Aim 10% past min_time; grow at least 2x, and at most 10x so that one fast first
@@ -75,7 +77,7 @@ def time_blocks(run: Callable[[int], Any], synchronize: Callable[[], None], *, m
     n = calibrate(run, synchronize, min_time=min_time, clock=clock)
     seconds, device_seconds = [], []
     for _ in range(repeat):
-        wall, device = _timed(run, synchronize, n, clock, device_timer)
+        wall, device = timed(run, synchronize, n, clock, device_timer)
         seconds.append(wall)
         device_seconds.append(device)
     return Blocks(n, seconds, device_seconds if device_timer is not None else None)
@@ -85,6 +87,29 @@ def per_step(seconds: list[float], n: int) -> dict[str, float]:
     """Seconds per iteration over blocks of n: median, min and max."""
     each = [s / n for s in seconds]
     return {"median": statistics.median(each), "min": min(each), "max": max(each)}
+
+
+class StepChain:
+    """A prepared step as ``run(n)``: n steps back to back, each step's W and S feeding the
+    next, as in training; ``synchronize()`` waits for the last step's outputs.
+
+    ``sync(W, S, loss)`` is the backend's synchronize on those outputs.
+    """
+
+    def __init__(self, step: Callable, arrays: dict[str, Any],
+                 sync: Callable[..., Any]) -> None:
+        self.step, self.sync = step, sync
+        self.x, self.t, self.W, self.S = arrays["x"], arrays["t"], arrays["W"], arrays["S"]
+        self.loss: Any = None
+
+    def run(self, n: int) -> None:
+        step, x, t, W, S, loss = self.step, self.x, self.t, self.W, self.S, self.loss
+        for _ in range(n):
+            W, S, loss = step(x, t, W, S)
+        self.W, self.S, self.loss = W, S, loss
+
+    def synchronize(self) -> None:
+        self.sync(self.W, self.S, self.loss)
 
 
 class Measurement(NamedTuple):
@@ -114,24 +139,12 @@ def measure_step(backend: Any, step: Callable, arrays: dict[str, Any], *, min_ti
     """
     from mlpbench.divergence import divergence
 
-    x, t = arrays["x"], arrays["t"]
-    state = {"W": arrays["W"], "S": arrays["S"], "loss": None}
-
-    def run(n: int) -> None:
-        W, S, loss = state["W"], state["S"], state["loss"]
-        for _ in range(n):
-            W, S, loss = step(x, t, W, S)
-        state["W"], state["S"], state["loss"] = W, S, loss
-
-    def synchronize() -> None:
-        backend.synchronize(state["W"], state["S"], state["loss"])
-
-    compile_s = warm_up(run, synchronize, clock=clock)
-    blocks = time_blocks(run, synchronize, min_time=min_time, repeat=repeat,
+    chain = StepChain(step, arrays, backend.synchronize)
+    compile_s = warm_up(chain.run, chain.synchronize, clock=clock)
+    blocks = time_blocks(chain.run, chain.synchronize, min_time=min_time, repeat=repeat,
                          device_timer=backend.device_timer(), clock=clock)
-    final_loss = float(backend.to_numpy(state["loss"]))
-    diverged = divergence(final_loss, W=backend.to_numpy(state["W"]),
-                          S=backend.to_numpy(state["S"]))
+    final_loss = float(backend.to_numpy(chain.loss))
+    diverged = divergence(final_loss, W=backend.to_numpy(chain.W), S=backend.to_numpy(chain.S))
     return Measurement(compile_s, blocks.n, blocks.seconds, final_loss, blocks.device_seconds,
                        diverged)
 
@@ -186,7 +199,7 @@ def peak_matmul_gflops(backend: Any, dtype: str, *, min_time: float = 0.2, repea
     for n in sizes:
         run, synchronize = _matmul_chain(backend, n, dtype, seed)
         warm_up(run, synchronize, clock=clock)
-        one = _timed(run, synchronize, 1, clock)[0]
+        one = timed(run, synchronize, 1, clock)[0]
         rate = 2.0 * n**3 / max(one, 1e-9)
         if rate < 1.1 * best or 8 * one > max_product_s:
             break

@@ -9,9 +9,9 @@ from mlpbench import settings
 from mlpbench.errors import UsageError
 
 __all__ = [
-    "DTYPES", "add_threads", "check_learning_rate", "comma_list", "dtype", "file_path",
+    "DTYPES", "MAX_INT", "MAX_THREADS", "add_threads", "check_learning_rate", "comma_list", "dtype", "file_path",
     "format_threads", "learning_rate", "non_empty", "non_negative_int", "positive_float",
-    "positive_int", "resolve_backend", "resolve_backends", "seconds",
+    "positive_int", "resolve_backend", "resolve_backends", "seconds", "threads",
 ]
 
 DTYPES = settings.DTYPES
@@ -31,24 +31,37 @@ def file_path(value: str) -> str:
     return value
 
 
-def positive_int(text: str) -> int:
+#: The largest integer a flag takes: the largest C int, what the libraries given sizes, seeds
+#: and thread counts accept (a larger one fails inside them, or runs for ever).
+MAX_INT = 2**31 - 1
+#: The most threads ``--threads`` takes: thread pools allocate per thread (torch crashes at
+#: 100000); far above any core count, so an oversubscribed run can still be asked for.
+MAX_THREADS = 1024
+
+
+def _integer(text: str, low: int, high: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+        value = None
+    if value is None or not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be {what} at most {high}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer from 1 to MAX_INT."""
+    return _integer(text, 1, MAX_INT, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
+    """An integer from 0 to MAX_INT."""
+    return _integer(text, 0, MAX_INT, "an integer >= 0")
+
+
+def threads(text: str) -> int:
+    """A thread count: an integer from 1 to MAX_THREADS."""
+    return _integer(text, 1, MAX_THREADS, "a positive integer")
 
 
 def positive_float(text: str) -> float:
@@ -118,7 +131,7 @@ def comma_list(item_type):
 
 def add_threads(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--threads", type=positive_int, default=None, metavar="N",
+        "--threads", type=threads, default=None, metavar="N",
         help="threads for BLAS and the backend's own pool (default: as the environment sets them)")
 
 

@@ -11,16 +11,26 @@ from mlpbench.errors import UsageError
 from mlpbench.files import write_atomic
 from mlpbench.report import backend_order, speedups
 
-__all__ = ["check_format", "plot_results", "require_matplotlib"]
+__all__ = ["check_format", "plot_results", "pyplot", "require_matplotlib"]
 
 
-def require_matplotlib() -> None:
+def require_matplotlib(flag: str = "--plot") -> None:
     """UsageError (one line) when matplotlib is missing, before any work."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise UsageError("--plot needs matplotlib, which is not installed; "
+        raise UsageError(f"{flag} needs matplotlib, which is not installed; "
                          "pip install 'mlpbench[plot]'") from None
+
+
+def pyplot():
+    """matplotlib's pyplot drawing to files only (Agg: no display needed): every figure's set-up."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _format(path: str) -> str:
@@ -34,10 +44,7 @@ def check_format(path: str) -> str:
     without a suffix is refused rather than written under another name (matplotlib adds .png).
     """
     require_matplotlib()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fmt = _format(path)
     supported = plt.figure().canvas.get_supported_filetypes()
@@ -59,10 +66,6 @@ def check_format(path: str) -> str:
     finally:
         plt.close(fig)
     return fmt
-
-
-def _label(r: dict) -> str:
-    return f"{r['dtype'].replace('float', 'f')} B{r['batch_size']} H{r['hidden']}"
 
 
 def _title(doc: dict) -> str:
@@ -144,10 +147,7 @@ def plot_results(doc: dict, path: str) -> None:
 
     Written atomically, under exactly the name given.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ok = [r for r in doc["results"] if r["status"] == "ok"]
     n_dtypes = max(1, len({r["dtype"] for r in ok}))

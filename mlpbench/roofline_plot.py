@@ -37,10 +37,9 @@ def plot_roofline(doc: dict, path: str) -> None:
     Each panel: the bandwidth roofs measured (GB/s x intensity, one line per working set),
     each backend's matmul peak (a horizontal line in its colour) and its ok points.
     """
-    import matplotlib
+    from mlpbench.plot import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     roofs = doc["environment"]["roofs"]
     ok = [_fields(doc, r) for r in doc["results"] if r.get("status", "ok") == "ok"

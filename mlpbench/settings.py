@@ -1,11 +1,10 @@
 """Settings that several places must agree on: the grids, the learning rate, thread pinning.
 
 Every command, asv suite, script and workflow reads these from here (scripts through
-``python -m mlpbench.settings``), so they cannot drift apart.
+``mlpbench pin-threads``), so they cannot drift apart.
 """
 from __future__ import annotations
 
-import sys
 from typing import Mapping
 
 __all__ = ["DTYPES", "GRIDS", "KERNEL_VARIABLES", "N_IN", "N_OUT", "QUICK_BACKENDS", "SEED",
@@ -101,16 +100,3 @@ def pin_this_process(threads: int, allocator: tuple[tuple[str, str], ...]) -> di
         applied[name] = bool(mallopt and param is not None and mallopt(param, int(value)) == 1)
     return applied
 
-
-def _main(argv: list[str]) -> int:
-    """``python -m mlpbench.settings threads N``: the pinning as shell ``export`` lines."""
-    if len(argv) != 2 or argv[0] != "threads" or not argv[1].isdigit() or int(argv[1]) < 1:
-        print("usage: python -m mlpbench.settings threads N   (N >= 1)", file=sys.stderr)
-        return 2
-    for name, value in pinned_environment(int(argv[1])).items():
-        print(f"export {name}={value}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

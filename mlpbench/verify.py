@@ -52,10 +52,6 @@ class Comparison(NamedTuple):
     def ok(self) -> bool:
         return self.dtypes_ok and all(e <= self.rtol for e in self.errors.values())
 
-    @property
-    def worst(self) -> float:
-        return max(self.errors.values())
-
 
 def relative_error(value: np.ndarray, reference: np.ndarray) -> float:
     """max|value - reference| / max|reference| (inf on shape mismatch or non-finite values)."""

@@ -12,8 +12,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
-# The smoke run with one thread (the variables from mlpbench.settings); the gate pins its own.
-eval "$("$PYTHON" -m mlpbench.settings threads 1)"
+# The smoke run with one thread (the variables of mlpbench.settings); the gate pins its own.
+eval "$("$PYTHON" -m mlpbench pin-threads 1)"
 
 # asv asks questions about a machine it does not know; CI answers with the defaults.
 if [ ! -f "$HOME/.asv-machine.json" ]; then

@@ -3,6 +3,7 @@ assertion, strict JSON."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from mlpbench.cli import main
@@ -14,12 +15,18 @@ __all__ = ["ROOT", "assert_close", "assert_one_line_error", "import_benchmarks",
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    """``mlpbench argv...`` in this process: (exit status, stdout, stderr)."""
+def run_cli(capsys, *argv, cwd=None) -> tuple[int, str, str]:
+    """``mlpbench argv...`` in this process, in folder ``cwd`` (default: where it is):
+    (exit status, stdout, stderr)."""
+    here = os.getcwd()
     try:
+        if cwd is not None:
+            os.chdir(cwd)
         code = main([str(a) for a in argv])
     except SystemExit as exc:  # argparse's own exits
         code = exc.code
+    finally:
+        os.chdir(here)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

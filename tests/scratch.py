@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 from helpers import ROOT
+from mlpbench.files import cache_dir
 
 __all__ = ["FORWARD", "SLOWER_FORWARD", "asv_env_dir", "commit", "git", "worktree_repository"]
 
@@ -46,6 +47,4 @@ def worktree_repository(target: Path) -> str:
 
 def asv_env_dir() -> Path:
     """asv's environments shared by the tests' scratch repositories, so only the first installs."""
-    return Path(os.environ.get("MLPBENCH_ASV_ENV_DIR")
-                or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
-                / "mlpbench" / "asv-env")
+    return Path(os.environ.get("MLPBENCH_ASV_ENV_DIR") or cache_dir("asv-env"))

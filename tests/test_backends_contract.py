@@ -7,6 +7,7 @@ last test checks that reason for the optional extras torch, jax and dask.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -93,11 +94,21 @@ def test_asarray_to_numpy_round_trips(backend, dtype):
 
 
 def test_threads_one_yields_its_info_and_restores(backend):
+    """threads(1) limits BLAS and the backend's own pools (each count in its info) to 1 and
+    restores them after; a pool that cannot be resized once started says so with a warning
+    (jax's XLA pool: tests/test_jax.py). threads(None) leaves every pool as it is."""
     before = backend.thread_info()
-    with backend.threads(1) as info:
-        assert isinstance(info, dict) and info == backend.thread_info()
-        assert all(n == 1 for n in info["blas"]), f"BLAS not limited to 1 thread: {info}"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with backend.threads(1) as info:
+            assert isinstance(info, dict) and info == backend.thread_info()
+            assert all(n == 1 for n in info["blas"]), f"BLAS not limited to 1 thread: {info}"
+            own = {k: v for k, v in info.items() if type(v) is int}
+            if not any(issubclass(w.category, RuntimeWarning) for w in caught):
+                assert all(v == 1 for v in own.values()), f"a pool not limited to 1: {info}"
     assert backend.thread_info() == before
+    with backend.threads(None) as info:
+        assert info == before
 
 
 @pytest.mark.parametrize("name, module", [("torch", "torch"), ("jax", "jax"), ("dask", "dask")])

@@ -1,33 +1,25 @@
-"""mlpbench compare: per-point ratios of two hand-written result files; other files refused."""
+"""mlpbench compare: per-point ratios of two results files; other files, and files with a bad
+value, refused."""
 from __future__ import annotations
 
 import json
+import os
 import re
+from pathlib import Path
 
 import pytest
 
-from helpers import run_cli
-
-ENVIRONMENT = {"python": "3.11", "platform": "Linux", "cpu": "test CPU", "cores": 2,
-               "libraries": {}, "blas": [], "gpu": None, "command": ["mlpbench", "bench"],
-               "started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T00:01:00+00:00"}
+from factories import DOC, ENVIRONMENT, bench_doc, bench_result, corrupted
+from helpers import assert_one_line_error, run_cli
 
 
 def result(backend, dtype, batch_size, steps_per_s, *, status="ok", threads=1, hidden=16):
-    median = 1 / steps_per_s if status == "ok" else None
-    return {"backend": backend, "dtype": dtype, "batch_size": batch_size, "n_in": 1000,
-            "hidden": hidden, "n_out": 10, "threads": threads, "status": status,
-            "error": None if status == "ok" else "why",
-            "compile_s": 0.1, "step_s": {"median": median, "min": median, "max": median}
-            if median else None, "blocks": 5, "steps_per_block": 10,
-            "steps_per_s": steps_per_s if status == "ok" else None,
-            "samples_per_s": batch_size * steps_per_s if status == "ok" else None,
-            "gflops": 1.0, "peak_fraction": 0.1, "final_loss": 1.0}
+    return bench_result(backend, dtype, batch_size, 1 / steps_per_s, status=status,
+                        threads=threads, hidden=hidden)
 
 
 def write(path, results):
-    path.write_text(json.dumps({"schema": "mlpbench.bench/1", "environment": ENVIRONMENT,
-                                "peak_gflops": {}, "results": results}))
+    path.write_text(json.dumps(bench_doc(results)))
     return path
 
 
@@ -131,3 +123,77 @@ def test_runs_on_other_blas_kernels_are_named(capsys, tmp_path):
     assert "B's BLAS kernels: openblas 0.3.30 SkylakeX (scipy.libs)\n" in out
     code, out, _ = run_cli(capsys, "compare", b, b)
     assert code == 0 and "BLAS kernels" not in out
+
+
+# -- bad input: a results file checked value by value before any work ---------------------
+
+# (where in the document, the bad value, what the message names)
+CORRUPTIONS = [
+    (("results", 0, "steps_per_s"), float("nan"), "'steps_per_s' is NaN"),
+    (("results", 0, "steps_per_s"), float("inf"), "'steps_per_s' is Infinity"),
+    (("results", 0, "steps_per_s"), "fast", "'steps_per_s'"),
+    (("results", 0, "steps_per_s"), -1.0, "'steps_per_s' is -1.0"),
+    (("results", 0, "steps_per_s"), None, "'steps_per_s' is null"),
+    (("results", 0, "samples_per_s"), 0, "'samples_per_s'"),
+    (("results", 0, "gflops"), [1], "'gflops'"),
+    (("results", 0, "batch_size"), "2", "'batch_size'"),
+    (("results", 0, "batch_size"), 2.5, "'batch_size'"),
+    (("results", 0, "hidden"), 0, "'hidden'"),
+    (("results", 0, "n_in"), True, "'n_in'"),
+    (("results", 0, "threads"), -2, "'threads'"),
+    (("results", 0, "dtype"), "float16", "'dtype'"),
+    (("results", 0, "backend"), "", "'backend'"),
+    (("results", 0, "backend"), 7, "'backend'"),
+    (("results", 0, "step_s"), {"median": 1e-5, "min": 3e-5, "max": 2e-5}, "'step_s'"),
+    (("results", 0, "step_s"), 1e-5, "'step_s'"),
+    (("results", 0, "blocks"), 0, "'blocks'"),
+    (("results", 0, "final_loss"), float("nan"), "'final_loss'"),
+    (("results", 0, "compile_s"), -1, "'compile_s'"),
+    (("results", 0, "error"), 3, "'error'"),
+    (("results", 0, "peak_fraction"), "high", "'peak_fraction'"),
+    (("results", 0, "flops_per_step"), float("nan"), "'flops_per_step'"),
+    (("results", 0, "steps_per_s"), 10 ** 400, "'steps_per_s'"),
+    (("peak_gflops", "numpy/float64"), float("nan"), "peak_gflops 'numpy/float64'"),
+    (("environment", "gpu"), "a GPU", "'gpu'"),
+    (("environment", "command"), "mlpbench bench", "'command'"),
+    (("environment", "started"), 5, "'started'"),
+    (("environment", "earlier_runs"), {}, "'earlier_runs'"),
+    (("peak_errors",), ["x"], "'peak_errors'"),
+]
+
+
+@pytest.mark.parametrize("where, value, named", CORRUPTIONS,
+                         ids=[f"{'.'.join(map(str, w))}={v!r}"[:60] for w, v, _ in CORRUPTIONS])
+def test_compare_refuses_a_bad_value_naming_file_point_and_field(capsys, tmp_path, where, value,
+                                                                 named):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(DOC))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(corrupted(where, value)))  # NaN and Infinity as Python writes them
+    code, out, err = run_cli(capsys, "compare", good, bad)
+    assert_one_line_error(code, err, str(bad), named)
+    if where[0] == "results" and where[2] not in ("backend", "dtype", "batch_size", "hidden"):
+        assert "result 0 (numpy float64 batch 2 hidden 4)" in err
+    assert out == ""  # refused before the table starts
+
+
+def test_the_valid_document_is_accepted(capsys, tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(DOC))
+    code, out, err = run_cli(capsys, "compare", good, good)
+    assert code == 0 and "geometric mean of B/A over 1 points" in out, err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_results_file_that_is_a_pipe_or_a_device_is_refused_not_read(capsys, tmp_path, kind):
+    # Reading a FIFO with no writer, or /dev/zero, would never end.
+    if kind == "fifo":
+        path = tmp_path / "r.json"
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero")
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(DOC))
+    code, out, err = run_cli(capsys, "compare", good, path)
+    assert_one_line_error(code, err, str(path), "not a regular file")
+    assert out == ""

@@ -108,14 +108,11 @@ def test_graph_does_not_grow_across_steps(local_backend, monkeypatch):
     assert W.chunks == ((6,), (5,)) and loss.shape == ()
 
 
-def test_threads_set_and_restored(local_backend):
-    before = local_backend.thread_info()
+def test_one_thread_runs_on_the_local_threaded_scheduler(local_backend):
+    # threads set and restored: the backend contract; here, what dask's info adds
     with local_backend.threads(1) as info:
-        assert info["dask"] == 1 and info["dask_scheduler"] == "threads"
-        assert all(n == 1 for n in info["blas"])  # no BLAS threads beside dask's
-        c = check_backend(local_backend, (8, 6, 5, 3), dtype="float64", steps=3)
-        assert c.ok
-    assert local_backend.thread_info() == before
+        assert info["dask_scheduler"] == "threads"
+        assert check_backend(local_backend, (8, 6, 5, 3), dtype="float64", steps=3).ok
 
 
 def test_registered_backend_is_this_class():

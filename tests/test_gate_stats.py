@@ -74,11 +74,12 @@ def test_process_pair_effect_is_the_median_log_ratio():
         stats.process_pair_effect([1, 1], [1])
 
 
-def test_t_distribution():
-    assert stats.t_cdf(2.5706, 5) == pytest.approx(0.975, abs=1e-5)
-    assert stats.t_cdf(0, 3) == 0.5
-    assert stats.t_quantile(0.975, 1) == pytest.approx(12.7062, abs=1e-3)
-    assert stats.t_quantile(0.05, 10) == pytest.approx(-1.8125, abs=1e-3)
+def test_the_interval_and_p_value_are_students_t():
+    # mean 0.2, standard error 0.1/sqrt(3); t(0.975, 2 df) = 4.3027, P(T(2) > 2.5115) = 0.0643
+    e = stats.estimate([0.1, 0.2, 0.3], min_effect=math.expm1(0.055), confidence=0.95)
+    half = 4.302653 * 0.1 / math.sqrt(3)
+    assert (e.low, e.high) == pytest.approx((0.2 - half, 0.2 + half), abs=1e-6)
+    assert e.p_slower == pytest.approx(0.06432, abs=1e-4)
 
 
 def test_holm_steps_down():

@@ -1,8 +1,8 @@
 """``mlpbench history``: hand-made asv results (fast), and results of a real asv run (slow).
 
 The hand-made files follow asv's results format (version 2: ``result_columns``, one row per
-benchmark, values in ``itertools.product`` order of the parameters); one test checks that
-asv itself reads them as written.
+benchmark, values in ``itertools.product`` order of the parameters); history reads them with
+asv's own reader, so asv reads every one of them as written.
 """
 from __future__ import annotations
 
@@ -20,11 +20,10 @@ from pathlib import Path
 import pytest
 
 from mlpbench import settings
-from mlpbench.cli import main
-from mlpbench.commands import history
+from mlpbench import history
 from scratch import FORWARD, SLOWER_FORWARD, asv_env_dir, git, worktree_repository
 
-from helpers import ROOT
+from helpers import ROOT, run_cli
 BENCH = history.BENCHMARK
 COLUMNS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
            "stats_ci_99_b", "stats_q_25", "stats_q_75", "stats_number", "stats_repeat",
@@ -98,12 +97,7 @@ def project(tmp_path, monkeypatch):
 
 
 def run_history(capsys, *argv):
-    try:
-        status = main(["history", *argv])
-    except SystemExit as exc:  # argparse's own errors
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
+    return run_cli(capsys, "history", *argv)
 
 
 def section(out: str, title: str) -> list[str]:
@@ -237,21 +231,6 @@ def test_draws_a_png(project, capsys):
     assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 300
 
 
-def test_hand_made_results_read_as_asv_reads_them(project):
-    results = pytest.importorskip("asv.results", reason="asv is not installed (mlpbench[asv])")
-    root, commits = project
-    path = next((root / ".asv" / "results" / "box").glob(f"{commits[1][:8]}-*.json"))
-    loaded = results.Results.load(str(path), machine_name="box")
-    names = [[repr(v) for v in values] for values in
-             (["numba", "numpy"], QUICK["batch_size"], QUICK["hidden"], QUICK["dtype"])]
-    values = loaded.get_result_value(BENCH, names)
-    stats = loaded.get_result_stats(BENCH, names)
-    mine = history.load_history(path.parent)[commits[1]].measurements
-    assert sorted(m.seconds for m in mine) == sorted(values)
-    assert sorted(m.q_25 for m in mine) == sorted(s["q_25"] for s in stats)
-    assert sorted(m.ci_99 for m in mine) == sorted((s["ci_99_a"], s["ci_99_b"]) for s in stats)
-
-
 # -- bad input: one line, exit 2, before any work -----------------------------------------
 
 
@@ -298,10 +277,23 @@ def test_bad_options(project, capsys, argv, message):
 
 # -- a real asv run over three commits (slow) ----------------------------------------------
 
+def readme_asv_block() -> list[str]:
+    """The README's asv commands, as a user pastes them."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## asv: "):]
+    section = section[:section.index("\n## ")]
+    return [line[4:].split("  #")[0].strip() for line in section.splitlines()
+            if line.startswith("    ") and line.strip()]
+
+
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
-    """The working tree as base, identical, a slower step, the step restored; asv run over the
-    last three (numpy, quick grid, one thread, time_train_step, one round)."""
+    """The working tree as base, identical, a slower step, the step restored, with no results;
+    then the README's asv block pasted there (it measures the last two commits, compares them
+    and draws the history: each line's result is kept), and asv run over the one commit of the
+    last three still unmeasured (time_train_step, one round). numpy alone, one thread."""
+    lines = readme_asv_block()
+    assert lines[0].startswith(". .venv/bin/activate && ") and len(lines) >= 3, lines
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("needs git and the repository's working tree")
     for module in ("asv", "virtualenv"):
@@ -322,15 +314,19 @@ def measured(tmp_path_factory):
     git(repo, "commit", "-q", "-am", "the step restored")
     commits = git(repo, "rev-list", "--reverse", "HEAD~3..HEAD").split()
     asv = [sys.executable, "-m", "asv"]
-    subprocess.run([*asv, "machine", "--yes"], cwd=repo, check=True, capture_output=True)
+    # This checkout's environment stands for the clone's .venv.
     env = settings.pinned_environment(1, os.environ)
-    env.update(MLPBENCH_BACKENDS="numpy", MLPBENCH_GRID="quick")
+    env.update(MLPBENCH_BACKENDS="numpy", PYTHONPATH=str(ROOT))
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
-    done = subprocess.run([*asv, "run", "--show-stderr", "-b", "time_train_step", "-a",
-                           "rounds=1", "HEAD~3..HEAD"], cwd=repo, env=env, capture_output=True,
-                          text=True, timeout=900)
+    pasted = [subprocess.run(["bash", "-c", line], cwd=repo, env=env, capture_output=True,
+                             text=True, timeout=900)
+              for line in [lines[0].removeprefix(". .venv/bin/activate && "), *lines[1:]]]
+    env.update(MLPBENCH_GRID="quick")
+    done = subprocess.run([*asv, "run", "--show-stderr", "--skip-existing", "-b",
+                           "time_train_step", "-a", "rounds=1", "HEAD~3..HEAD"], cwd=repo,
+                          env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
-    return repo, commits, asv, env
+    return repo, commits, asv, env, list(zip(lines, pasted))
 
 
 def run_in(repo: Path, *argv: str) -> subprocess.CompletedProcess:
@@ -342,7 +338,7 @@ def run_in(repo: Path, *argv: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_history_of_a_real_asv_run(measured):
-    repo, commits, _, _ = measured
+    repo, commits, _, _, _ = measured
     done = run_in(repo, "history", "--output", "h.png")
     assert done.returncode == 0, done.stderr
     assert re.findall(r"^  ([0-9a-f]{8})  ", done.stdout, re.M)[:3] == [c[:8] for c in commits]
@@ -354,32 +350,19 @@ def test_history_of_a_real_asv_run(measured):
 
 
 @pytest.mark.slow
-def test_asv_compare_lists_no_speed_up_as_worse(measured):
-    # The step restored after the slower one: a speed-up. asv's --split sections must agree
-    # with the ratios (a rate where higher is better would land among "got worse").
-    repo, commits, asv, env = measured
-    done = subprocess.run([*asv, "compare", "--split", "--factor", "1.1", commits[1],
-                           commits[2]], cwd=repo, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    sections = re.split(r"^Benchmarks that have (?=got worse:|improved:|stayed the same:)",
-                        done.stdout, flags=re.M)
-    rows = {part.split(":")[0]: compare_rows(part) for part in sections[1:]}
-    assert all(ratio > 1 for ratio, _ in rows.get("got worse", []) if ratio is not None)
-    assert all(ratio < 1 for ratio, _ in rows["improved"] if ratio is not None)
-    assert any("('numpy', 64, 100, 'float32')" in name for _, name in rows["improved"])
-    assert all(".time_" in name for group in rows.values() for _, name in group)
+def test_the_readmes_asv_block_works_as_pasted(measured):
+    """In a clone with no results: every line of the block exits 0 (asv compare failed when
+    the block measured only the tip), and its history shows the two commits it measured."""
+    repo, commits, _, _, pasted = measured
+    for line, done in pasted:
+        assert done.returncode == 0, f"{line}\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+    assert (repo / "history.png").stat().st_size > 10_000
+    shown = re.findall(r"^  ([0-9a-f]{8})  ", pasted[-1][1].stdout, re.M)
+    assert shown[:2] == [c[:8] for c in commits[1:]]
 
 
-def compare_rows(text: str) -> list[tuple[float | None, str]]:
-    """(after/before ratio or None, benchmark name) of each row of an ``asv compare`` table."""
-    rows = []
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 5 and cells[4] and not set(cells[4]) <= set("-="):
-            try:
-                ratio = float(cells[3].lstrip("~"))
-            except ValueError:
-                ratio = None
-            if cells[4] != "Benchmark (Parameter)":
-                rows.append((ratio, cells[4]))
-    return rows
+def test_without_asv_history_says_what_to_install(project, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "asv", None)  # import asv -> ImportError, as uninstalled
+    status, out, err = run_history(capsys)
+    assert status == 2 and out == ""
+    assert err.count("\n") == 1 and "pip install 'mlpbench[asv]'" in err, err

@@ -71,3 +71,17 @@ def test_peak_search_stops_before_a_product_too_long_for_a_block(monkeypatch):
                                       max_product_s=8 * one_product_at_4 * 0.99, clock=t.clock)
     assert 8 not in t.calls  # the next size's product (8x the work) would not fit
     assert peak["n"] == 4 and peak["gflops"] == pytest.approx(2.0, rel=1e-6)
+
+
+def test_a_step_chain_feeds_each_steps_weights_to_the_next_and_syncs_the_last():
+    def step(x, t, W, S):
+        return W + x, S + t, W + S
+
+    synced = []
+    chain = measure.StepChain(step, {"x": 1, "t": 10, "W": 0, "S": 0},
+                              lambda *outputs: synced.append(outputs))
+    chain.run(3)
+    chain.run(2)
+    assert (chain.W, chain.S, chain.loss) == (5, 50, 4 + 40)
+    wall, device = measure.timed(chain.run, chain.synchronize, 1)
+    assert synced == [(6, 60, 5 + 50)] and wall >= 0 and device is None

@@ -28,10 +28,9 @@ from mlpbench.gate import SETTINGS, commits
 ONE_POINT = "b64 h100 float32"
 
 
-def run_cli(argv: list[str], cwd: Path, capsys, monkeypatch) -> tuple[int, str, str]:
-    """``mlpbench regress ARGV`` in ``cwd``: (exit status, stdout, stderr); argparse's exit too."""
-    monkeypatch.chdir(cwd)
-    return helpers.run_cli(capsys, "regress", *argv)
+def run_regress(argv: list[str], cwd: Path, capsys) -> tuple[int, str, str]:
+    """``mlpbench regress ARGV`` in ``cwd``: (exit status, stdout, stderr)."""
+    return helpers.run_cli(capsys, "regress", *argv, cwd=cwd)
 
 
 @pytest.fixture(autouse=True)
@@ -53,20 +52,31 @@ def gate_cache(tmp_path, monkeypatch):
     (["--backend", "numpy,"], "empty item in list"),
     (["--bench", "float("], "is not a regular expression"),
     (["--bench", "float16"], "no point to gate"),
-    (["--output", "/no/such/dir/r.json"], "no directory '/no/such/dir'"),
+    (["--output", "/no/such/dir/r.json"], "folder '/no/such/dir' does not exist"),
     (["--base", "no-such-revision"], "unknown revision 'no-such-revision'"),
     (["--base", "HEAD", "--head", "HEAD"], "same commit"),
 ])
 def test_bad_input(argv, message, capsys, monkeypatch):
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("needs git and the repository's history")
-    status, _, err = run_cli(["--backend", "numpy", *argv], ROOT, capsys, monkeypatch)
+    status, _, err = run_regress(["--backend", "numpy", *argv], ROOT, capsys)
     assert status == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_without_scipy_the_gate_says_what_to_install(tmp_path):
+    # scipy made unimportable in that process alone, as where the gate extra is not installed
+    code = ("import sys; sys.modules['scipy'] = None; from mlpbench.cli import main; "
+            "sys.exit(main(['regress', '--backend', 'numpy', '--output', 'r.json']))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    helpers.assert_one_line_error(done.returncode, done.stderr, "needs SciPy",
+                                  "pip install 'mlpbench[gate]'")
+    assert done.stdout == "" and not (ROOT / "r.json").exists()
 
 
 def test_outside_a_git_repository(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
-    status, _, err = run_cli(["--backend", "numpy"], tmp_path, capsys, monkeypatch)
+    status, _, err = run_regress(["--backend", "numpy"], tmp_path, capsys)
     assert status == 2 and err.count("\n") == 1 and "not in a git repository" in err
 
 
@@ -157,8 +167,8 @@ def fake_project(tmp_path_factory):
 
 def gate(repo, commits_, base, head, capsys, monkeypatch, *extra):
     monkeypatch.setattr(regress, "SETTINGS", FAST)
-    return run_cli(["--base", commits_[base], "--head", commits_[head], "--backend", "numpy",
-                    "--bench", ONE_POINT, *extra], repo, capsys, monkeypatch)
+    return run_regress(["--base", commits_[base], "--head", commits_[head], "--backend", "numpy",
+                        "--bench", ONE_POINT, *extra], repo, capsys)
 
 
 def test_identical_code_passes(fake_project, capsys, monkeypatch, tmp_path):
@@ -172,6 +182,33 @@ def test_identical_code_passes(fake_project, capsys, monkeypatch, tmp_path):
     assert report["status"] == 0 and report["base"] == c["base"]
     assert point["verdict"] in ("pass", "inconclusive") and point["process_pairs"] >= 3
     assert 0.9 < point["ratio"] < 1.1
+
+
+@pytest.mark.parametrize("output, message", [
+    (None, "is a directory"), ("/dev/null", "is a character device"),
+    ("/proc/mlpbench-report.json", "cannot create a file in '/proc'")])
+def test_an_output_that_cannot_be_written_is_refused_before_measuring(
+        output, message, fake_project, capsys, monkeypatch, tmp_path):
+    repo, c = fake_project
+    status, out, err = gate(repo, c, "base", "identical", capsys, monkeypatch,
+                            "--output", output or str(tmp_path))
+    helpers.assert_one_line_error(status, err, "--output", message)
+    assert out == ""  # nothing measured
+
+
+def test_the_report_replaces_the_file_by_a_rename(fake_project, capsys, monkeypatch, tmp_path):
+    """Written whole then renamed over the old one, as bench writes: a reader or a killed run
+    sees the old report or the new, never a part."""
+    repo, c = fake_project
+    report = tmp_path / "out" / "r.json"
+    report.parent.mkdir()
+    report.write_text("the old report\n")
+    before = report.stat().st_ino
+    status, out, err = gate(repo, c, "base", "identical", capsys, monkeypatch,
+                            "--output", str(report))
+    assert status == 0, out + err
+    assert report.stat().st_ino != before and json.loads(report.read_text())["status"] == 0
+    assert [p.name for p in report.parent.iterdir()] == ["r.json"]  # no temporary file left
 
 
 def test_a_slower_step_fails_naming_the_point(fake_project, capsys, monkeypatch):
@@ -195,8 +232,8 @@ def test_a_commit_that_does_not_import_could_not_be_measured(fake_project, capsy
 def test_a_hung_side_is_killed_and_could_not_be_measured(fake_project, capsys, monkeypatch):
     repo, c = fake_project
     monkeypatch.setattr(regress, "SETTINGS", replace(FAST, start_timeout_s=3.0))
-    status, out, err = run_cli(["--base", c["base"], "--head", c["hangs"], "--backend", "numpy",
-                                "--bench", ONE_POINT], repo, capsys, monkeypatch)
+    status, out, err = run_regress(["--base", c["base"], "--head", c["hangs"], "--backend", "numpy",
+                                "--bench", ONE_POINT], repo, capsys)
     assert status == 2 and err.count("\n") == 1, out + err
     assert f"head {c['hangs'][:8]}" in err and "no answer within 3 s" in err
 
@@ -269,8 +306,8 @@ def test_a_run_prunes_the_cache_to_the_most_recently_used(fake_project, capsys, 
     aged(commits.snapshot(repo, c["base"]), 6 * HOUR)  # the oldest, but this run uses it
     dead_partial = aged(Path(tempfile.mkdtemp(prefix=".0123abcd-", dir=cache)), 2 * HOUR)
     monkeypatch.setattr(regress, "SETTINGS", replace(FAST, cache_keep=3))
-    status, out, err = run_cli(["--base", c["base"], "--head", c["identical"], "--backend",
-                                "numpy", "--bench", ONE_POINT], repo, capsys, monkeypatch)
+    status, out, err = run_regress(["--base", c["base"], "--head", c["identical"], "--backend",
+                                "numpy", "--bench", ONE_POINT], repo, capsys)
     assert status == 0, out + err
     assert sorted(p.name for p in cache.iterdir()) == \
         sorted(c[name] for name in ("base", "identical", "slower"))
@@ -292,8 +329,8 @@ def default_fake(register_backend, monkeypatch):
 def test_a_default_backend_a_commit_lacks_is_skipped(base, head, side, fake_project, default_fake,
                                                      capsys, monkeypatch, tmp_path):
     repo, c = fake_project
-    status, out, err = run_cli(["--base", c[base], "--head", c[head], "--bench", ONE_POINT,
-                                "--output", str(tmp_path / "r.json")], repo, capsys, monkeypatch)
+    status, out, err = run_regress(["--base", c[base], "--head", c[head], "--bench", ONE_POINT,
+                                "--output", str(tmp_path / "r.json")], repo, capsys)
     assert status == 0 and err.count("\n") == 1, out + err
     lacking = c[base] if side == "base" else c[head]
     assert f"backend 'fake' skipped: {side} {lacking[:8]} lacks it" in err
@@ -307,8 +344,8 @@ def test_a_default_backend_a_commit_lacks_is_skipped(base, head, side, fake_proj
 def test_a_named_backend_base_lacks_is_bad_input(base, fake_project, default_fake, capsys,
                                                  monkeypatch):
     repo, c = fake_project
-    status, out, err = run_cli(["--base", c[base], "--head", c["identical"], "--backend",
-                                "numpy,fake", "--bench", ONE_POINT], repo, capsys, monkeypatch)
+    status, out, err = run_regress(["--base", c[base], "--head", c["identical"], "--backend",
+                                "numpy,fake", "--bench", ONE_POINT], repo, capsys)
     assert status == 2 and err.count("\n") == 1, out + err
     assert f"backend 'fake': base {c[base][:8]} lacks it (named with --backend" in err
     assert "process pairs" not in out  # nothing was timed
@@ -317,8 +354,8 @@ def test_a_named_backend_base_lacks_is_bad_input(base, fake_project, default_fak
 def test_no_backend_left_is_bad_input(fake_project, default_fake, capsys, monkeypatch):
     repo, c = fake_project
     monkeypatch.setattr(regress, "SETTINGS", replace(FAST, backends=("fake",)))
-    status, out, err = run_cli(["--base", c["numpy only"], "--head", c["identical"]], repo,
-                               capsys, monkeypatch)
+    status, out, err = run_regress(["--base", c["numpy only"], "--head", c["identical"]], repo,
+                                   capsys)
     assert status == 2 and err.count("\n") == 1, out + err
     assert f"no point to gate: backend 'fake': base {c['numpy only'][:8]} lacks it" in err
     assert "process pairs" not in out
@@ -461,9 +498,8 @@ def test_two_interpreters_on_one_commit_are_compared(fake_project, capsys, monke
 @pytest.mark.parametrize("argv, message", [
     (["--base-python", "/no/such/python"], "--base-python '/no/such/python': no such executable"),
     (["--head-python", "/bin/true"], "--head-python '/bin/true' is not a Python 3 interpreter"),
-    (["--markdown", "/no/such/dir/gate.md"], "no directory '/no/such/dir'"),
-    (["--markdown", "/tmp"], "--markdown '/tmp' is a directory, not a file"),
-    (["--output", "/tmp"], "--output '/tmp' is a directory, not a file"),
+    (["--markdown", "/no/such/dir/gate.md"], "folder '/no/such/dir' does not exist"),
+    (["--markdown", "/tmp"], "cannot write --markdown '/tmp': it is a directory"),
 ])
 def test_bad_environment_and_report_flags(argv, message, capsys, monkeypatch):
     if shutil.which("git") is None or not (ROOT / ".git").exists():

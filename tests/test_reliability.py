@@ -6,8 +6,6 @@ any work; finished points are never lost. Items about processes, pipes and signa
 """
 from __future__ import annotations
 
-import argparse
-import copy
 import json
 import os
 import shutil
@@ -20,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from factories import corrupted
 from helpers import ROOT as REPO, assert_one_line_error, run_cli
-from mlpbench.cli import build_parser, main
+from mlpbench.cli import main
 from mlpbench.errors import UsageError
 from mlpbench.files import lock_output
 from mlpbench.gitinfo import uncommitted_changes
@@ -170,126 +169,7 @@ def test_a_plot_is_written_in_its_suffix_format_under_its_exact_name(capsys, tmp
     assert b"<svg" in (tmp_path / "p-roofline.svg").read_bytes()[:500]
 
 
-# -- 7: an empty value, on every flag of every command -------------------------------------------
-
-def _value_flags():
-    """(command, flag or positional's dest) for every argument of every command taking a value."""
-    parser = build_parser()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, sub in commands.choices.items():
-        for action in sub._actions:
-            if action.nargs != 0:
-                yield name, action.option_strings[0] if action.option_strings else action.dest
-
-
-@pytest.mark.parametrize("command, flag", list(_value_flags()))
-def test_an_empty_value_is_bad_input_on_every_flag(capsys, command, flag):
-    if flag.startswith("-"):
-        argv, named = [command, flag, ""], flag
-    else:  # compare's files: the empty one in each place
-        argv, named = [command, "" if flag == "a" else "x.json",
-                       "" if flag == "b" else "x.json"], flag.upper() + ".json"
-    # Refused by the parser, so no command runs: without the check, `regress --base ''` would
-    # run the whole gate, `bench --output ''` a full sweep.
-    with pytest.raises(SystemExit) as exc:
-        build_parser().parse_args(argv)
-    captured = capsys.readouterr()
-    assert_one_line_error(exc.value.code, captured.err, named, "''")
-    assert captured.out == ""
-
-
-@pytest.mark.parametrize("flag", ["--timeout", "--min-time"])
-def test_a_duration_too_long_for_a_timer_is_refused(capsys, flag):
-    # --timeout 1e300 made every point an OverflowError ("timestamp out of range").
-    code, out, err = run_cli(capsys, "bench", *BENCH_TINY, flag, "1e300")
-    assert_one_line_error(code, err, flag, "at most")
-    assert out == ""
-
-
-def test_the_walk_over_flags_sees_the_known_ones():
-    seen = set(_value_flags())
-    assert {("bench", "--output"), ("bench", "--plot"), ("train", "--save"),
-            ("regress", "--base"), ("regress", "--bench"), ("compare", "a")} <= seen
-
-
-# -- 9: results files checked value by value before any work -----------------------------------
-
-ENVIRONMENT = {"python": "3.11", "platform": "Linux", "cpu": "test CPU", "cores": 2,
-               "libraries": {}, "blas": [], "gpu": None, "command": ["mlpbench", "bench"],
-               "started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T00:01:00+00:00"}
-OK_POINT = {"backend": "numpy", "dtype": "float64", "batch_size": 2, "n_in": 8, "hidden": 4,
-            "n_out": 2, "threads": 1, "status": "ok", "error": None, "compile_s": 0.001,
-            "step_s": {"median": 1e-5, "min": 9e-6, "max": 2e-5}, "blocks": 2,
-            "steps_per_block": 1000, "steps_per_s": 1e5, "samples_per_s": 2e5, "gflops": 0.03,
-            "peak_fraction": 0.001, "final_loss": 12.5, "flops_per_step": 352}
-DOC = {"schema": "mlpbench.bench/1", "environment": ENVIRONMENT,
-       "peak_gflops": {"numpy/float64": 30.0}, "results": [OK_POINT]}
-
-# (where in the document, the bad value, what the message names)
-CORRUPTIONS = [
-    (("results", 0, "steps_per_s"), float("nan"), "'steps_per_s' is NaN"),
-    (("results", 0, "steps_per_s"), float("inf"), "'steps_per_s' is Infinity"),
-    (("results", 0, "steps_per_s"), "fast", "'steps_per_s'"),
-    (("results", 0, "steps_per_s"), -1.0, "'steps_per_s' is -1.0"),
-    (("results", 0, "steps_per_s"), None, "'steps_per_s' is null"),
-    (("results", 0, "samples_per_s"), 0, "'samples_per_s'"),
-    (("results", 0, "gflops"), [1], "'gflops'"),
-    (("results", 0, "batch_size"), "2", "'batch_size'"),
-    (("results", 0, "batch_size"), 2.5, "'batch_size'"),
-    (("results", 0, "hidden"), 0, "'hidden'"),
-    (("results", 0, "n_in"), True, "'n_in'"),
-    (("results", 0, "threads"), -2, "'threads'"),
-    (("results", 0, "dtype"), "float16", "'dtype'"),
-    (("results", 0, "backend"), "", "'backend'"),
-    (("results", 0, "backend"), 7, "'backend'"),
-    (("results", 0, "step_s"), {"median": 1e-5, "min": 3e-5, "max": 2e-5}, "'step_s'"),
-    (("results", 0, "step_s"), 1e-5, "'step_s'"),
-    (("results", 0, "blocks"), 0, "'blocks'"),
-    (("results", 0, "final_loss"), float("nan"), "'final_loss'"),
-    (("results", 0, "compile_s"), -1, "'compile_s'"),
-    (("results", 0, "error"), 3, "'error'"),
-    (("results", 0, "peak_fraction"), "high", "'peak_fraction'"),
-    (("results", 0, "flops_per_step"), float("nan"), "'flops_per_step'"),
-    (("results", 0, "steps_per_s"), 10 ** 400, "'steps_per_s'"),
-    (("peak_gflops", "numpy/float64"), float("nan"), "peak_gflops 'numpy/float64'"),
-    (("environment", "gpu"), "a GPU", "'gpu'"),
-    (("environment", "command"), "mlpbench bench", "'command'"),
-    (("environment", "started"), 5, "'started'"),
-    (("environment", "earlier_runs"), {}, "'earlier_runs'"),
-    (("peak_errors",), ["x"], "'peak_errors'"),
-]
-
-
-def corrupted(where, value):
-    doc = copy.deepcopy(DOC)
-    node = doc
-    for key in where[:-1]:
-        node = node[key]
-    node[where[-1]] = value
-    return doc
-
-
-@pytest.mark.parametrize("where, value, named", CORRUPTIONS,
-                         ids=[f"{'.'.join(map(str, w))}={v!r}"[:60] for w, v, _ in CORRUPTIONS])
-def test_compare_refuses_a_bad_value_naming_file_point_and_field(capsys, tmp_path, where, value,
-                                                                 named):
-    good = tmp_path / "good.json"
-    good.write_text(json.dumps(DOC))
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps(corrupted(where, value)))  # NaN and Infinity as Python writes them
-    code, out, err = run_cli(capsys, "compare", good, bad)
-    assert_one_line_error(code, err, str(bad), named)
-    if where[0] == "results" and where[2] not in ("backend", "dtype", "batch_size", "hidden"):
-        assert "result 0 (numpy float64 batch 2 hidden 4)" in err
-    assert out == ""  # refused before the table starts
-
-
-def test_the_valid_document_is_accepted(capsys, tmp_path):
-    good = tmp_path / "good.json"
-    good.write_text(json.dumps(DOC))
-    code, out, err = run_cli(capsys, "compare", good, good)
-    assert code == 0 and "geometric mean of B/A over 1 points" in out, err
-
+# -- 9: a bad results file given to --resume (compare's table of bad values: test_compare.py)
 
 def test_resume_refuses_a_bad_value_before_measuring_and_leaves_the_file(capsys, tmp_path):
     bad = tmp_path / "r.json"
@@ -299,21 +179,6 @@ def test_resume_refuses_a_bad_value_before_measuring_and_leaves_the_file(capsys,
     assert_one_line_error(code, err, str(bad), "result 0", "'steps_per_s' is NaN")
     assert out == "" and untouched(bad) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
-
-
-@pytest.mark.parametrize("kind", ["fifo", "device"])
-def test_a_results_file_that_is_a_pipe_or_a_device_is_refused_not_read(capsys, tmp_path, kind):
-    # Reading a FIFO with no writer, or /dev/zero, would never end.
-    if kind == "fifo":
-        path = tmp_path / "r.json"
-        os.mkfifo(path)
-    else:
-        path = Path("/dev/zero")
-    good = tmp_path / "good.json"
-    good.write_text(json.dumps(DOC))
-    code, out, err = run_cli(capsys, "compare", good, path)
-    assert_one_line_error(code, err, str(path), "not a regular file")
-    assert out == ""
 
 
 # -- 10 and 11: divergence and the learning rate in the run's dtype -----------------------------
@@ -486,3 +351,15 @@ def test_an_ascii_terminal_gets_us_for_microseconds(tmp_path):
     assert " us " in proc.stdout and "µ" not in proc.stdout
     assert "r\\xe9sultats.json\n" in proc.stdout  # the path, printed as it can be
     assert json.loads(out.read_text(encoding="utf-8"))["results"]
+
+
+def test_the_cache_folder_follows_xdg_cache_home(monkeypatch, tmp_path):
+    from mlpbench.files import cache_dir
+    from mlpbench.gate.commits import cache_dir as gate_cache
+
+    monkeypatch.delenv("MLPBENCH_GATE_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert gate_cache() == cache_dir("gate") == tmp_path / "mlpbench" / "gate"
+    monkeypatch.setenv("XDG_CACHE_HOME", "")  # empty: unset, as the XDG rules say
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir("gate") == tmp_path / "home" / ".cache" / "mlpbench" / "gate"

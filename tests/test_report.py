@@ -1,22 +1,18 @@
 """bench's table (report.format_bench) on a hand-written results document."""
 from __future__ import annotations
 
+from factories import bench_doc, bench_result
 from mlpbench import report
 
 
 def result(backend, dtype, batch_size, median, *, status="ok", error=None, hidden=16):
-    ok = status == "ok"
-    return {"backend": backend, "dtype": dtype, "batch_size": batch_size, "n_in": 1000,
-            "hidden": hidden, "n_out": 10, "threads": 1, "status": status, "error": error,
-            "compile_s": 0.25 if ok else None,
-            "step_s": {"median": median, "min": median * 0.9, "max": median * 1.2} if ok else None,
-            "steps_per_s": 1 / median if ok else None, "gflops": 2.0 if ok else None,
-            "peak_fraction": 0.5 if ok else None, "flops_per_step": 4_000_000}
+    return bench_result(backend, dtype, batch_size, median, status=status, error=error,
+                        hidden=hidden, compile_s=0.25, flops_per_step=4_000_000,
+                        peak_gflops=2 * 4_000_000 / median / 1e9 if median else None)
 
 
 def doc(results, **extra):
-    return {"results": results, "peak_gflops": {"numpy/float64": 40.0, "numba/float64": 42.5},
-            **extra}
+    return bench_doc(results, peak_gflops={"numpy/float64": 40.0, "numba/float64": 42.5}, **extra)
 
 
 def lines_with(text, *words):

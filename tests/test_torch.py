@@ -67,19 +67,6 @@ def test_asarray_copies(torch_backend):
     assert torch_backend.to_numpy(tensor)[0, 0] == 0.0
 
 
-def test_threads_set_and_restored(torch_backend):
-    import torch
-    from threadpoolctl import threadpool_info
-
-    before = torch.get_num_threads()
-    with torch_backend.threads(1) as info:
-        assert torch.get_num_threads() == 1 and info["torch"] == 1
-        assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")
-    assert torch.get_num_threads() == before
-    with torch_backend.threads(None) as info:
-        assert info["torch"] == before  # None leaves the threads as they are
-
-
 def test_device_and_gpu_info(torch_backend):
     import torch
 

@@ -1,4 +1,5 @@
-"""`mlpbench train`: the original loop's output, and a replay of its saved run with plain numpy."""
+"""`mlpbench train`: the original loop's output, a replay of its saved run with plain numpy, and
+its bad input."""
 from __future__ import annotations
 
 import os
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from helpers import assert_one_line_error, run_cli
 from mlpbench.cli import main
 
 
@@ -114,3 +116,53 @@ def test_saved_file_has_the_permissions_of_a_plain_new_file(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]  # no temporary left behind
+
+
+# -- bad input: one line, exit 2, before any work; a diverged run exits 1 ----------------
+
+@pytest.mark.parametrize("flag", ["--batch-size", "--n-in", "--hidden", "--n-out", "--steps",
+                                  "--print-every", "--threads"])
+@pytest.mark.parametrize("value", ["0", "-3", "2.5", "many"])
+def test_non_positive_sizes_and_steps(capsys, flag, value):
+    code, _, err = run_cli(capsys, "train", flag, value)
+    assert_one_line_error(code, err, flag, "positive integer", repr(value))
+
+
+@pytest.mark.parametrize("value", ["float16", "int32", "bfloat16"])
+def test_unsupported_dtype(capsys, value):
+    code, _, err = run_cli(capsys, "train", "--dtype", value)
+    assert_one_line_error(code, err, "unsupported dtype", value, "float32, float64")
+
+
+@pytest.mark.parametrize("value", ["0", "-1e-3", "nan", "inf", "-inf", "fast"])
+def test_learning_rate_must_be_finite_and_positive(capsys, value):
+    code, _, err = run_cli(capsys, "train", f"--lr={value}")
+    assert_one_line_error(code, err, "--lr", "finite positive", repr(value))
+
+
+def test_a_problem_too_big_for_memory_is_refused_before_allocating(capsys):
+    code, _, err = run_cli(capsys, "train", "--batch-size", "1000000", "--n-in", "1000000")
+    assert_one_line_error(code, err, "needs about", "bytes", "available")
+
+
+def test_unwritable_save_paths(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "train", "--steps", "1", "--save",
+                             str(tmp_path / "missing" / "run.npz"))
+    assert_one_line_error(code, err, "cannot write --save", "does not exist")
+    assert out == ""  # refused before running
+    code, _, err = run_cli(capsys, "train", "--steps", "1", "--save", str(tmp_path))
+    assert_one_line_error(code, err, "is a directory")
+
+
+def test_diverged_run_exits_1_and_says_where(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlpbench", "train", "--lr", "1", "--steps", "100"],
+        capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "RuntimeWarning" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "diverged" in last and "--lr" in last
+    step = int(last.split(" at step ")[1].split()[0])
+    printed = proc.stdout.strip().splitlines()
+    assert printed[-1].startswith(f"Iter: {step}\t")  # it stopped at that step
+    assert step < 99

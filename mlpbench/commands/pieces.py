@@ -7,7 +7,7 @@ import json
 from mlpbench import settings
 from mlpbench.errors import UsageError
 from mlpbench.files import check_writable, write_atomic
-from mlpbench.options import (DTYPES, add_threads, comma_list, dtype, positive_float,
+from mlpbench.options import (DTYPES, add_threads, comma_list, dtype, seconds,
                               positive_int, resolve_backends)
 from mlpbench.pieces import format_pieces, measure_pieces
 from mlpbench.environment import environment, facts_in_process
@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", type=comma_list(dtype), default=["float64"], metavar="LIST",
                    help=f"{','.join(DTYPES)} (default float64)")
     add_threads(p)
-    p.add_argument("--min-time", type=positive_float, default=TIMING["min_time"], metavar="S",
+    p.add_argument("--min-time", type=seconds, default=TIMING["min_time"], metavar="S",
                    help=f"seconds each timed block lasts at least (default {TIMING['min_time']:g})")
     p.add_argument("--repeat", type=positive_int, default=TIMING["repeat"], metavar="R",
                    help=f"timed blocks per piece (default {TIMING['repeat']})")

@@ -14,9 +14,10 @@ from pathlib import Path
 import backends
 from mlpbench import settings as common
 from mlpbench.errors import UsageError
-from mlpbench.gitinfo import uncommitted_changes
+from mlpbench.files import check_writable, write_atomic
+from mlpbench.gitinfo import default_base, repository_root, resolve_commit, uncommitted_changes
 from mlpbench.gate import SETTINGS, commits, runner, stats
-from mlpbench.options import comma_list, file_path, non_empty, positive_float
+from mlpbench.options import comma_list, file_path, non_empty, positive_float, seconds
 
 __all__ = ["add_arguments", "run"]
 
@@ -43,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-effect", type=_fraction, default=s.min_effect, metavar="F",
                    help=f"a point fails when head is slower by more than this fraction, with "
                         f"confidence (default {s.min_effect:g})")
-    p.add_argument("--budget", type=positive_float, default=s.budget_s, metavar="SECONDS",
+    p.add_argument("--budget", type=seconds, default=s.budget_s, metavar="SECONDS",
                    help=f"undecided points get more process pairs while this lasts "
                         f"(default {s.budget_s:g})")
     p.add_argument("--output", type=file_path, default=None, metavar="FILE",
@@ -135,29 +136,23 @@ def _interpreter(flag: str, path: str) -> str:
     return os.path.abspath(found)
 
 
-def _writable(flag: str, path: str | None) -> Path | None:
-    """``path`` as a Path whose folder exists and can be written, checked before any work."""
-    if path is None:
-        return None
-    target = Path(path)
-    if target.is_dir():
-        raise UsageError(f"{flag} {path!r} is a directory, not a file")
-    if not target.parent.is_dir():
-        raise UsageError(f"{flag} {path!r}: no directory {str(target.parent)!r}")
-    if not os.access(target.parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise UsageError(f"{flag} {path!r} cannot be written")
-    return target
-
-
 def run(args: argparse.Namespace) -> int:
+    try:
+        import scipy.stats  # noqa: F401  (the gate's statistics)
+    except ImportError as exc:
+        raise UsageError(f"the gate needs SciPy ({exc}); pip install 'mlpbench[gate]'") from None
     if args.bench is not None:
         try:
             re.compile(args.bench)
         except re.error as exc:
             raise UsageError(f"--bench {args.bench!r} is not a regular expression: {exc}") \
                 from None
-    output = _writable("--output", args.output)
-    markdown = _writable("--markdown", args.markdown)
+    output = Path(args.output) if args.output else None
+    if output is not None:
+        check_writable(args.output, "--output")
+    markdown = Path(args.markdown) if args.markdown else None
+    if markdown is not None:
+        check_writable(args.markdown, "--markdown")
     pythons = {side: _interpreter(f"--{side}-python", path)
                for side, path in (("base", args.base_python), ("head", args.head_python)) if path}
     options = replace(SETTINGS, min_effect=args.min_effect, budget_s=args.budget)
@@ -166,12 +161,12 @@ def run(args: argparse.Namespace) -> int:
     if not points:
         raise UsageError(f"no point to gate: backends {', '.join(names) or '(none available)'}"
                          + (f", --bench {args.bench!r}" if args.bench else ""))
-    root = commits.repository_root()
-    head = commits.resolve_commit(root, args.head)
+    root = repository_root()
+    head = resolve_commit(root, args.head)
     if args.base:
-        base = commits.resolve_commit(root, args.base)
+        base = resolve_commit(root, args.base)
     else:
-        base = head if pythons else commits.default_base(root, head)
+        base = head if pythons else default_base(root, head)
     sides_differ = pythons.get("base", sys.executable) != pythons.get("head", sys.executable)
     if base == head and not sides_differ:
         raise UsageError(f"base and head are the same commit {head[:8]} in the same Python; "
@@ -244,7 +239,7 @@ def _gate(args, root: Path, shas: dict[str, str], trees: dict[str, Path], option
     status = SLOWER if slower else PASS
     report = _report(shas, options, points, elapsed, status, {**skipped, **lacked}, environments)
     if output is not None:
-        output.write_text(json.dumps(report, indent=1) + "\n")
+        write_atomic(str(output), lambda f: f.write(json.dumps(report, indent=1) + "\n"))
     _write_markdown(report, markdown)
     if undecided:
         print(f"mlpbench regress: warning: {len(undecided)} point(s) inconclusive within the "
@@ -328,7 +323,7 @@ def _write_markdown(report: dict, path: Path | None) -> None:
 
     text = summary(report)
     if path is not None:
-        path.write_text(text)
+        write_atomic(str(path), lambda f: f.write(text))
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         with open(step_summary, "a") as f:

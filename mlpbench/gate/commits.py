@@ -1,4 +1,4 @@
-"""The commits the gate compares: resolved with git, and snapshotted as source trees to import from."""
+"""The commits the gate compares, snapshotted as source trees to import from (git: ``gitinfo``)."""
 from __future__ import annotations
 
 import io
@@ -6,17 +6,17 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 import tarfile
 import tempfile
 import time
 from pathlib import Path
 from typing import Iterable
 
+from mlpbench import files
 from mlpbench.errors import UsageError
+from mlpbench.gitinfo import git
 
-__all__ = ["cache_dir", "default_base", "dependencies_differ", "prune", "repository_root",
-           "resolve_commit", "snapshot"]
+__all__ = ["cache_dir", "dependencies_differ", "prune", "snapshot"]
 
 #: A snapshot's folder (a commit's hash, SHA-1 or SHA-256), and a partial one: an extraction
 #: under way, or a snapshot being removed (see ``snapshot`` and ``prune``).
@@ -24,48 +24,9 @@ _SNAPSHOT = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 _PARTIAL = re.compile(r"\.[0-9a-f]{8}-.+")
 
 
-def _git(root: Path | None, *args: str, text: bool = True) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=text)
-    except FileNotFoundError:
-        raise UsageError("git is not installed (the regression gate compares git commits)") \
-            from None
-
-
-def repository_root(start: Path | None = None) -> Path:
-    """The top of the git repository around ``start`` (default: the current directory)."""
-    done = _git(start, "rev-parse", "--show-toplevel")
-    if done.returncode != 0:
-        raise UsageError(f"not in a git repository ({Path(start or '.').resolve()}); "
-                         "the regression gate compares git commits")
-    return Path(done.stdout.strip())
-
-
-def resolve_commit(root: Path, rev: str) -> str:
-    """The full hash of ``rev`` (one line and exit 2 when git does not know it)."""
-    done = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
-    if done.returncode != 0:
-        raise UsageError(f"unknown revision {rev!r} in {root}")
-    return done.stdout.strip()
-
-
-def default_base(root: Path, head: str, main: str = "main") -> str:
-    """The merge base of ``head`` with the main branch, or ``head``'s parent when that is head."""
-    for ref in (main, f"origin/{main}"):
-        done = _git(root, "merge-base", head, ref)
-        if done.returncode == 0 and done.stdout.strip() and done.stdout.strip() != head:
-            return done.stdout.strip()
-    done = _git(root, "rev-parse", "--verify", "--quiet", f"{head}~1^{{commit}}")
-    if done.returncode != 0:
-        raise UsageError(f"commit {head[:8]} has no parent to compare with; pass --base REV")
-    return done.stdout.strip()
-
-
 def cache_dir() -> Path:
     """Where snapshots are kept between runs (``MLPBENCH_GATE_CACHE``, else the user's cache)."""
-    return Path(os.environ.get("MLPBENCH_GATE_CACHE")
-                or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
-                / "mlpbench" / "gate")
+    return Path(os.environ.get("MLPBENCH_GATE_CACHE") or files.cache_dir("gate"))
 
 
 def snapshot(root: Path, commit: str, into: Path | None = None) -> Path:
@@ -82,7 +43,7 @@ def snapshot(root: Path, commit: str, into: Path | None = None) -> Path:
         except OSError:  # a cache we may read but not touch: used as it is
             return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    done = _git(root, "archive", "--format=tar", commit, text=False)
+    done = git(root, "archive", "--format=tar", commit, text=False)
     if done.returncode != 0:
         raise UsageError(f"git archive {commit[:8]} failed: "
                          f"{done.stderr.decode(errors='replace').strip()}")
@@ -157,7 +118,7 @@ def _dependencies(root: Path, commit: str) -> object:
         import tomllib
     except ImportError:  # Python 3.10: not compared
         return None
-    done = _git(root, "show", f"{commit}:pyproject.toml")
+    done = git(root, "show", f"{commit}:pyproject.toml")
     try:
         project = tomllib.loads(done.stdout).get("project", {})
     except tomllib.TOMLDecodeError:

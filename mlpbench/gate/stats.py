@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 __all__ = ["INCONCLUSIVE", "PASS", "SLOWER", "Estimate", "decide", "estimate", "holm",
-           "process_pair_effect", "t_cdf", "t_quantile"]
+           "process_pair_effect"]
 
 PASS, SLOWER, INCONCLUSIVE = "pass", "slower", "inconclusive"
 
@@ -25,55 +25,6 @@ def process_pair_effect(base_s: Sequence[float], head_s: Sequence[float]) -> flo
         raise ValueError(f"need as many base as head samples, at least one; got "
                          f"{len(base_s)} and {len(head_s)}")
     return statistics.median(math.log(h / b) for b, h in zip(base_s, head_s))
-
-
-def _incomplete_beta(x: float, a: float, b: float) -> float:
-    """The regularised incomplete beta function I_x(a, b) (continued fraction, Lentz)."""
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    if x > (a + 1) / (a + b + 2):
-        return 1.0 - _incomplete_beta(1.0 - x, b, a)
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                     + a * math.log(x) + b * math.log1p(-x)) / a
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    result = d
-    for m in range(1, 500):
-        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            result *= c * d
-        if abs(c * d - 1.0) < 1e-14:
-            break
-    return front * result
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with ``df`` degrees of freedom."""
-    if math.isinf(t):
-        return 1.0 if t > 0 else 0.0
-    tail = 0.5 * _incomplete_beta(df / (df + t * t), df / 2, 0.5)
-    return 1.0 - tail if t > 0 else tail
-
-
-def t_quantile(p: float, df: float) -> float:
-    """The t such that ``t_cdf(t, df) == p`` (bisection: exact enough for an interval)."""
-    if not 0 < p < 1:
-        raise ValueError(f"p must be in (0, 1), got {p!r}")
-    low, high = -1e7, 1e7
-    for _ in range(200):
-        middle = (low + high) / 2
-        if t_cdf(middle, df) < p:
-            low = middle
-        else:
-            high = middle
-    return (low + high) / 2
 
 
 @dataclass(frozen=True)
@@ -99,6 +50,8 @@ class Estimate:
 def estimate(effects: Sequence[float], *, min_effect: float, confidence: float) -> Estimate:
     """A t interval (two-sided, ``confidence``) of the mean of ``effects``, one per process
     pair, and the one-sided p-value of "head is at most ``min_effect`` slower"."""
+    from scipy.stats import t
+
     n = len(effects)
     if n == 0:
         return Estimate(0, math.nan, -math.inf, math.inf, 1.0)
@@ -109,8 +62,8 @@ def estimate(effects: Sequence[float], *, min_effect: float, confidence: float) 
     threshold = math.log1p(min_effect)
     if se == 0:
         return Estimate(n, mean, mean, mean, 0.0 if mean > threshold else 1.0)
-    half = t_quantile(0.5 + confidence / 2, n - 1) * se
-    p = 1.0 - t_cdf((mean - threshold) / se, n - 1)
+    half = float(t.ppf(0.5 + confidence / 2, n - 1)) * se
+    p = float(t.sf((mean - threshold) / se, n - 1))
     return Estimate(n, mean, mean - half, mean + half, p)
 
 

@@ -3,8 +3,8 @@
 Run by file path (``python .../mlpbench/gate/worker.py BACKEND``) with ``PYTHONPATH`` set to
 the commit's snapshot: ``backends`` and ``kernels`` come from that commit, this program from
 the tree running the gate, so a base commit older than the gate can still be measured. It
-talks JSON lines through ``mlpbench/workers.py`` of this tree (loaded by path: the snapshot's
-``mlpbench`` may not have it). The backend's library is imported at start, before the first
+talks JSON lines through ``mlpbench/workers.py`` of this tree and times with its
+``mlpbench/measure.py`` (both loaded by path: the snapshot's ``mlpbench`` may not have them). The backend's library is imported at start, before the first
 request, so the parent can start base and head side by side. Requests:
 
 - ``{"op": "start"}``: where ``backends`` came from, the backend's version, or ``error``;
@@ -29,7 +29,6 @@ import json
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -37,11 +36,19 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != HERE]
 
 
+def _load(name: str):
+    """This tree's ``mlpbench/<name>.py``, by path, once (the snapshot's may not have it)."""
+    key = f"_gate_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, HERE.parent / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[key] = module
+    return sys.modules[key]
+
+
 def _load_workers():
-    spec = importlib.util.spec_from_file_location("_gate_workers", HERE.parent / "workers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load("workers")
 
 
 def one_line(exc: BaseException) -> str:
@@ -194,16 +201,14 @@ class GateWorker:
         p = request["point"]
         arrays = self._arrays(request)
         step = self.backend.prepare(make_step, lr=request["lr"], dtype=p["dtype"])
-        self.point = {"step": step, "x": arrays["x"], "t": arrays["t"], "W": arrays["W"],
-                      "S": arrays["S"], "loss": None}
-        self.run(1)  # a JIT compiles here
-        steps, seconds = 1, self.run(1)
-        while seconds < request["probe_s"]:
-            steps *= 2
-            seconds = self.run(steps)
+        measure = _load("measure")
+        self.point = measure.StepChain(step, arrays, self.sync)
+        measure.warm_up(self.point.run, self.point.synchronize)  # a JIT compiles here
+        steps = measure.calibrate(self.point.run, self.point.synchronize,
+                                  min_time=request["probe_s"])
         # The first blocks may still load (a BLAS, a cache): the best of three more.
         seconds = min(self.run(steps) for _ in range(3))
-        loss = float(np.asarray(self.backend.to_numpy(self.point["loss"])))
+        loss = float(np.asarray(self.backend.to_numpy(self.point.loss)))
         if not math.isfinite(loss):
             raise FloatingPointError(f"the loss is {loss} after the warm-up steps")
         return {"step_s": seconds / steps, "blas": self.blas(p["dtype"])}
@@ -217,15 +222,7 @@ class GateWorker:
 
     def run(self, steps: int) -> float:
         """Seconds of ``steps`` steps, each step's W and S feeding the next, synchronised."""
-        p = self.point
-        step, x, t, W, S, loss = p["step"], p["x"], p["t"], p["W"], p["S"], None
-        start = time.perf_counter()
-        for _ in range(steps):
-            W, S, loss = step(x, t, W, S)
-        self.sync(W, S, loss)
-        elapsed = time.perf_counter() - start
-        p["W"], p["S"], p["loss"] = W, S, loss
-        return elapsed
+        return _load("measure").timed(self.point.run, self.point.synchronize, steps)[0]
 
     def op_sample(self, request: dict) -> dict:
         return {"seconds": self.run(request["steps"])}
