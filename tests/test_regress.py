@@ -484,9 +484,9 @@ def test_two_interpreters_on_one_commit_are_compared(fake_project, capsys, monke
     other = tmp_path / "python-other"
     other.symlink_to(sys.executable)
     monkeypatch.setattr(regress, "SETTINGS", FAST)
-    status, out, err = run_cli(["--head", c["base"], "--head-python", str(other), "--backend",
-                                "numpy", "--bench", ONE_POINT, "--output",
-                                str(tmp_path / "r.json")], repo, capsys, monkeypatch)
+    status, out, err = run_regress(["--head", c["base"], "--head-python", str(other),
+                                    "--backend", "numpy", "--bench", ONE_POINT, "--output",
+                                    str(tmp_path / "r.json")], repo, capsys)
     assert status == 0, out + err
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["base"] == report["head"] == c["base"]
@@ -504,7 +504,7 @@ def test_two_interpreters_on_one_commit_are_compared(fake_project, capsys, monke
 def test_bad_environment_and_report_flags(argv, message, capsys, monkeypatch):
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("needs git and the repository's history")
-    status, _, err = run_cli(["--backend", "numpy", *argv], ROOT, capsys, monkeypatch)
+    status, _, err = run_regress(["--backend", "numpy", *argv], ROOT, capsys)
     assert status == 2 and err.count("\n") == 1 and message in err, err
 
 

@@ -2,21 +2,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import platform
 import re
 import sys
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import backends
-from mlpbench import settings as common
 from mlpbench.errors import UsageError
-from mlpbench.files import check_writable, write_atomic
+from mlpbench.files import check_writable
 from mlpbench.gitinfo import default_base, repository_root, resolve_commit, uncommitted_changes
-from mlpbench.gate import SETTINGS, commits, runner, stats
+from mlpbench.gate import SETTINGS, commits, report, runner, stats
 from mlpbench.options import comma_list, file_path, non_empty, positive_float, seconds
 
 __all__ = ["add_arguments", "run"]
@@ -98,24 +95,6 @@ def _known_to_both(names: list[str], named: bool, trees: dict[str, Path], shas: 
         raise UsageError("; ".join(f"backend {name!r}: {why}" for name, why in skipped.items())
                          + " (named with --backend; nothing measured)")
     return [name for name in names if name not in skipped], skipped
-
-
-def _times(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return f"{seconds * 1e6:.1f} µs" if seconds < 1e-3 else f"{seconds * 1e3:.2f} ms"
-
-
-def _line(point: runner.Point) -> str:
-    r = point.report()
-    shown = "ratio -" if r["ratio"] is None else f"ratio {r['ratio']:.3f}"
-    if r["ratio_interval"]:
-        shown += " [{:.3f}, {:.3f}]".format(*r["ratio_interval"])
-    mde = r["min_detectable_effect"]
-    detects = f"detects {mde:.1%}" if isinstance(mde, float) and math.isfinite(mde) else "detects -"
-    return (f"  {point.name:<26} base {_times(r['base_step_s']):>10}  head "
-            f"{_times(r['head_step_s']):>10}  {shown}  {detects}  {point.verdict} "
-            f"({r['process_pairs']} process pairs)")
 
 
 def _interpreter(flag: str, path: str) -> str:
@@ -216,13 +195,13 @@ def _gate(args, root: Path, shas: dict[str, str], trees: dict[str, Path], option
     try:
         elapsed = runner.run(points, trees, shas, options, pythons=pythons, facts=facts)
     except runner.GateError as exc:
-        report = _report(shas, options, points, math.nan, COULD_NOT_MEASURE,
-                         {**skipped, **lacked}, _environments(facts))
-        report["error"] = str(exc)
-        _write_markdown(report, markdown)
+        made = report.build(shas, options, points, math.nan, COULD_NOT_MEASURE,
+                            {**skipped, **lacked}, report.environments(facts))
+        made["error"] = str(exc)
+        report.write(made, None, markdown)
         raise UsageError(f"could not measure (not a regression, not a pass): {exc}") from None
 
-    environments = _environments(facts)
+    environments = report.environments(facts)
     for side, frozen in (packages or {}).items():
         environments.setdefault(side, {})["packages"] = frozen
     if pythons:
@@ -231,16 +210,14 @@ def _gate(args, root: Path, shas: dict[str, str], trees: dict[str, Path], option
                   + ", ".join(f"{k} {v}" for k, v in sorted(env["libraries"].items()))
                   + (f"; BLAS {', '.join(env['blas'])}" if env["blas"] else ""))
     for point in points:
-        print(_line(point))
+        print(report.line(point))
     slower = [p for p in points if p.verdict == stats.SLOWER]
     for point in slower:
-        _attribute(point, trees, shas, options, pythons)
+        report.pieces(point, trees, shas, options, pythons)
     undecided = [p for p in points if p.verdict == stats.INCONCLUSIVE]
     status = SLOWER if slower else PASS
-    report = _report(shas, options, points, elapsed, status, {**skipped, **lacked}, environments)
-    if output is not None:
-        write_atomic(str(output), lambda f: f.write(json.dumps(report, indent=1) + "\n"))
-    _write_markdown(report, markdown)
+    report.write(report.build(shas, options, points, elapsed, status, {**skipped, **lacked},
+                              environments), output, markdown)
     if undecided:
         print(f"mlpbench regress: warning: {len(undecided)} point(s) inconclusive within the "
               f"budget (too noisy to tell): {', '.join(p.name for p in undecided)}; not failed")
@@ -270,61 +247,3 @@ def _own_environments(trees: dict[str, Path], names: list[str]
     return pythons, packages
 
 
-def _attribute(point: runner.Point, trees: dict[str, Path], shas: dict[str, str], options,
-               pythons: dict[str, str] | None) -> None:
-    """Time a slower point's pieces on both sides and print which moved (never a verdict)."""
-    from mlpbench.gate import attribution
-
-    try:
-        point.pieces = attribution.attribute(point, trees, shas, options, pythons=pythons)
-    except runner.GateError as exc:
-        print(f"  {point.name}: its pieces could not be timed: {exc}")
-        return
-    print(f"  {point.name}: pieces, base -> head over {attribution.PROCESS_PAIRS} process pairs:")
-    for piece in point.pieces:
-        interval = piece["ratio_interval"]
-        shown = f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
-        share = f"{piece['share']:.0%} of the added time" if piece["share"] is not None else "-"
-        print(f"    {piece['piece']:<16} {_times(piece['base_s']):>10} -> "
-              f"{_times(piece['head_s']):>10}  {piece['ratio']:.3f}{shown}  {share}")
-    top = point.pieces[0]
-    print(f"  {point.name}: the piece that moved: {top['piece']} ({top['ratio']:.3f}x)")
-
-
-def _environments(facts: dict[str, dict]) -> dict[str, dict]:
-    """Each side's interpreter, library versions and BLAS, from its workers' start replies."""
-    sides: dict[str, dict] = {}
-    for replies in facts.values():
-        for side, reply in replies.items():
-            env = sides.setdefault(side, {"python": reply.get("python"),
-                                          "python_version": reply.get("python_version"),
-                                          "libraries": {}, "blas": []})
-            env["libraries"].update(reply.get("libraries") or {})
-            env["blas"] = sorted(set(env["blas"]) | set(reply.get("blas") or []))
-    return sides
-
-
-def _report(shas: dict, options, points, elapsed: float, status: int,
-            skipped: dict[str, str], environments: dict[str, dict]) -> dict:
-    def finite(value):
-        return value if not isinstance(value, float) or math.isfinite(value) else None
-
-    return {"base": shas["base"], "head": shas["head"], "status": status,
-            "elapsed_s": elapsed, "settings": asdict(options),
-            "python": sys.version.split()[0], "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "grid": common.grid(options.grid),
-            "skipped": skipped, "environments": environments,
-            "points": [{k: finite(v) for k, v in p.report().items()} for p in points]}
-
-
-def _write_markdown(report: dict, path: Path | None) -> None:
-    """The Markdown verdict to ``path`` and, in a GitHub Actions job, to its step summary."""
-    from mlpbench.gate.markdown import summary
-
-    text = summary(report)
-    if path is not None:
-        write_atomic(str(path), lambda f: f.write(text))
-    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if step_summary:
-        with open(step_summary, "a") as f:
-            f.write(text)

@@ -184,10 +184,8 @@ class GateWorker:
 
     def run_piece(self, name: str, calls: int) -> float:
         """Seconds of ``calls`` calls of piece ``name``, ended by the backend's synchronize."""
-        start = time.perf_counter()
-        self.piece_runs[name](calls)
-        self.sync(*self.latest.get(name, ()))
-        return time.perf_counter() - start
+        return _load("measure").timed(self.piece_runs[name],
+                                      lambda: self.sync(*self.latest.get(name, ())), calls)[0]
 
     def op_piece_sample(self, request: dict) -> dict:
         return {"seconds": self.run_piece(request["piece"], request["calls"])}
