@@ -76,15 +76,10 @@ def _read(path: str) -> list[dict]:
 
 
 def _cpu_vendor() -> str:
-    """The CPU's maker as /proc/cpuinfo names it ("GenuineIntel", "AuthenticAMD"), or ""."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
+    """The CPU's maker ("GenuineIntel", "AuthenticAMD"), or "" (``backends.cpu``)."""
+    from backends.cpu import cpu_facts
+
+    return cpu_facts()["vendor"]
 
 
 def choose() -> tuple[tuple, str]:
