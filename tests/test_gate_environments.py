@@ -62,3 +62,39 @@ def test_an_unreadable_pyproject_is_could_not_measure(tmp_path):
     (tmp_path / "pyproject.toml").write_text("[project\n")
     with pytest.raises(UsageError, match="cannot read"):
         plan(tmp_path, ["numpy"])
+
+
+def test_a_built_environment_is_kept_and_a_half_built_one_rebuilt(tmp_path, monkeypatch):
+    import json
+
+    from mlpbench.gate import environments
+
+    side = plan(tree(tmp_path, "t", '"numpy>=1.26"'), ["numpy"])
+    root = tmp_path / "environments"
+    kept = root / side["key"]
+    kept.mkdir(parents=True)
+    (kept / "mlpbench-environment.json").write_text(json.dumps({"freeze": ["numpy==9.9"]}))
+    said = []
+    python, freeze = environments.build(side, root=root, log=said.append)
+    assert python == kept / "bin" / "python" and freeze == ["numpy==9.9"]
+    assert said == [f"mlpbench regress: environment {side['key']}: kept from an earlier run"]
+    # Without the record of a finished build, the folder is a build that died: made anew.
+    (kept / "mlpbench-environment.json").unlink()
+    (kept / "left-over").write_text("")
+    calls = []
+    def run(args, **kwargs):  # python -m venv FOLDER makes the folder; pip freeze answers
+        calls.append(args)
+        if "venv" in args:
+            Path(args[-1]).mkdir(parents=True)
+        return _Done()
+
+    monkeypatch.setattr(environments.subprocess, "run", run)
+    monkeypatch.setattr(environments, "_pip", lambda python, args, timeout: calls.append(args))
+    environments.build(side, root=root, log=said.append)
+    assert not (kept / "left-over").exists()
+    assert calls[0][1:3] == ["-m", "venv"] and calls[1][:2] == ["install", "-q"]
+    assert json.loads((kept / "mlpbench-environment.json").read_text())["freeze"] == ["numpy==2.0"]
+
+
+class _Done:
+    returncode, stdout, stderr = 0, "numpy==2.0\n", ""
