@@ -26,6 +26,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "uses_backend(name): a test of one backend; skipped when it is missing, "
         "deselected when --backend names others")
+    config.addinivalue_line(
+        "markers", "against_reference: a comparison with the reference backend (numpy), so "
+        "run over every other backend")
     unknown = [n for n in config.getoption("backend") if n not in backends.names()]
     if unknown:
         raise pytest.UsageError(
@@ -38,7 +41,10 @@ def selected_backends(config: pytest.Config) -> list[str]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
-        metafunc.parametrize("backend", selected_backends(metafunc.config), indirect=True)
+        names = selected_backends(metafunc.config)
+        if metafunc.definition.get_closest_marker("against_reference"):
+            names = [n for n in names if n != backends.REFERENCE]
+        metafunc.parametrize("backend", names, indirect=True)
 
 
 def skip_unless_available(name: str) -> backends.Backend:

@@ -9,7 +9,7 @@ from pathlib import Path
 from mlpbench.cli import main
 
 __all__ = ["ROOT", "assert_close", "assert_one_line_error", "import_benchmarks", "run_cli",
-           "strict_json"]
+           "strict_json", "untouched"]
 
 #: The repository's root folder.
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,3 +79,9 @@ def import_benchmarks(module: str):
         sys.modules["benchmarks"] = package = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(package)
     return importlib.import_module(f"benchmarks.{module}")
+
+
+def untouched(path):
+    """What must not change in a file: its bytes and its modification time."""
+    path = Path(path)
+    return path.read_bytes(), path.stat().st_mtime_ns

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from fakes import FakeBackend
-from helpers import ROOT, assert_one_line_error, run_cli, strict_json
+from helpers import ROOT, assert_one_line_error, run_cli, strict_json, untouched
 from kernels import make_step
 from mlpbench.measure import Measurement, measure_step
 from mlpbench.problem import make_inputs, to_backend
@@ -35,6 +36,7 @@ RESULT_KEYS = {"backend", "dtype", "batch_size", "n_in", "hidden", "n_out", "thr
 
 # A tiny grid: each point takes well under a second.
 TINY = ["--n-in", "8", "--n-out", "3", "--hidden", "4", "--min-time", "0.01", "--repeat", "2"]
+BENCH_TINY = ["--backend", "numpy", *TINY, "--batch-size", "2", "--dtype", "float64"]
 
 
 @pytest.fixture
@@ -357,6 +359,38 @@ def test_an_output_that_cannot_be_written_is_refused(capsys, tmp_path):
     if Path("/proc").is_dir():  # a folder where no file can be made, even by root
         code, _, err = run_cli(capsys, "bench", "--backend", "numpy", "--output", "/proc/r.json")
         assert_one_line_error(code, err, "cannot write --output", "cannot create a file")
+
+
+@pytest.mark.parametrize("plot_name", ["r.json", "./r.json", "link.json", "r.json.lock"])
+def test_one_path_for_output_and_plot_is_refused_before_any_work(capsys, tmp_path, plot_name,
+                                                                 monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "r.json"
+    out.write_text("earlier results\n")
+    (tmp_path / "link.json").symlink_to(out)
+    before = untouched(out)
+    code, stdout, err = run_cli(capsys, "bench", *BENCH_TINY, "--output", "r.json",
+                                "--plot", plot_name)
+    assert_one_line_error(code, err, "name the same file")
+    assert stdout == "" and untouched(out) == before
+
+
+@pytest.mark.parametrize("name, fragment", [("p.txt", "cannot write .txt"),
+                                            ("p.json", "cannot write .json"),
+                                            ("p", "no suffix"),
+                                            ("p.pgf", "cannot write .pgf here")])
+def test_a_plot_format_matplotlib_cannot_write_is_refused_before_the_sweep(capsys, tmp_path, name,
+                                                                           fragment):
+    pytest.importorskip("matplotlib", reason="matplotlib (the 'plot' extra) is not installed")
+    if name.endswith(".pgf") and shutil.which("xelatex"):
+        pytest.skip("xelatex is installed: .pgf files can be written here")
+    out = tmp_path / "r.json"
+    start = time.perf_counter()
+    code, stdout, err = run_cli(capsys, "bench", *BENCH_TINY, "--output", out,
+                                "--plot", tmp_path / name)
+    assert_one_line_error(code, err, "--plot", fragment)
+    assert stdout == "" and not out.exists() and time.perf_counter() - start < 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_missing_matplotlib_is_refused_before_the_sweep(capsys, tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from factories import corrupted
-from helpers import ROOT as REPO, assert_one_line_error, run_cli
+from helpers import ROOT as REPO, assert_one_line_error, run_cli, untouched
 from mlpbench.cli import main
 from mlpbench.errors import UsageError
 from mlpbench.files import lock_output
@@ -35,11 +35,6 @@ BENCH_TINY = ["--backend", "numpy", *TINY, "--dtype", "float64", "--min-time", "
 def run(*argv, **options):
     return subprocess.run([*MLPBENCH, *map(str, argv)], cwd=REPO, capture_output=True,
                           text=True, timeout=options.pop("timeout", 120), **options)
-
-
-def untouched(path: Path):
-    """What must not change: the bytes and the modification time."""
-    return path.read_bytes(), path.stat().st_mtime_ns
 
 
 # -- 2: devices, pipes and symlinks ----------------------------------------------------------
@@ -124,39 +119,7 @@ def test_a_held_lock_refuses_and_a_left_lock_file_does_not(capsys, tmp_path):
     assert not Path(f"{out}.lock").exists()
 
 
-# -- 4 and 6: one path for two outputs; --plot's format before the sweep ---------------------
-
-@pytest.mark.parametrize("plot_name", ["r.json", "./r.json", "link.json", "r.json.lock"])
-def test_one_path_for_output_and_plot_is_refused_before_any_work(capsys, tmp_path, plot_name,
-                                                                 monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    out = tmp_path / "r.json"
-    out.write_text("earlier results\n")
-    (tmp_path / "link.json").symlink_to(out)
-    before = untouched(out)
-    code, stdout, err = run_cli(capsys, "bench", *BENCH_TINY, "--output", "r.json",
-                                "--plot", plot_name)
-    assert_one_line_error(code, err, "name the same file")
-    assert stdout == "" and untouched(out) == before
-
-
-@pytest.mark.parametrize("name, fragment", [("p.txt", "cannot write .txt"),
-                                            ("p.json", "cannot write .json"),
-                                            ("p", "no suffix"),
-                                            ("p.pgf", "cannot write .pgf here")])
-def test_a_plot_format_matplotlib_cannot_write_is_refused_before_the_sweep(capsys, tmp_path, name,
-                                                                           fragment):
-    pytest.importorskip("matplotlib", reason="matplotlib (the 'plot' extra) is not installed")
-    if name.endswith(".pgf") and shutil.which("xelatex"):
-        pytest.skip("xelatex is installed: .pgf files can be written here")
-    out = tmp_path / "r.json"
-    start = time.perf_counter()
-    code, stdout, err = run_cli(capsys, "bench", *BENCH_TINY, "--output", out,
-                                "--plot", tmp_path / name)
-    assert_one_line_error(code, err, "--plot", fragment)
-    assert stdout == "" and not out.exists() and time.perf_counter() - start < 10
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
-
+# -- 6: --plot's format (its bad input, and one path for --output and --plot: test_bench.py)
 
 def test_a_plot_is_written_in_its_suffix_format_under_its_exact_name(capsys, tmp_path):
     pytest.importorskip("matplotlib", reason="matplotlib (the 'plot' extra) is not installed")
