@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterator
 
-__all__ = ["Backend", "OwnOutputs", "PreparedStep"]
+__all__ = ["Backend", "CapturedStep", "OwnOutputs", "PreparedStep"]
 
 #: (x, t, W, S) -> (W, S, loss), loss as an array of the backend (0-d), before the update.
 PreparedStep = Callable[[Any, Any, Any, Any], tuple]
@@ -31,6 +31,26 @@ class OwnOutputs:
             S = self._copy(S)
         self.latest = self._run(x, t, W, S)
         return self.latest
+
+
+class CapturedStep:
+    """A step replayed from a graph, captured again for other x and t, or for W and S it did
+    not return itself: into copies of them, updated in place at each replay. So, as with
+    ``OwnOutputs``, only the W and S a step returned are written over, and only when fed back.
+
+    A subclass gives ``_key(x, t)`` (what a capture depends on besides W and S),
+    ``_capture(x, t, W, S)`` (a dict holding at least the copies "W" and "S") and
+    ``_replay(captured) -> (W, S, loss)``.
+    """
+
+    _captured: dict | None = None
+
+    def __call__(self, x, t, W, S):
+        c, key = self._captured, self._key(x, t)
+        if c is None or c["key"] != key or W is not c["W"] or S is not c["S"]:
+            self._captured = None  # the old graph and its memory go first
+            c = self._captured = {**self._capture(x, t, W, S), "key": key}
+        return self._replay(c)
 
 
 class Backend:

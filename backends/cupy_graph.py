@@ -15,6 +15,7 @@ import ctypes
 import functools
 from typing import Any, Callable
 
+from backends.base import CapturedStep
 from backends.cupy_backend import CupyBackend, fused_kernels
 
 __all__ = ["CupyGraphBackend", "GraphStep", "Gemm", "buffered_pieces", "cublas_library"]
@@ -99,10 +100,9 @@ def buffered_pieces(cupy: Any, gemm: Gemm) -> dict[str, Callable]:
     buffers: dict[str, Any] = {}
 
     def buffer(name: str, shape: tuple, like: Any) -> Any:
-        out = buffers.get(name)
-        if out is None or out.shape != shape or out.dtype != like.dtype:
-            out = buffers[name] = cupy.empty(shape, dtype=like.dtype)
-        return out
+        if name not in buffers:  # one set per capture, made by its eager step
+            buffers[name] = cupy.empty(shape, dtype=like.dtype)
+        return buffers[name]
 
     def forward(x, W, S):
         u = gemm(x, W, buffer("u", (x.shape[0], W.shape[1]), x))
@@ -127,15 +127,12 @@ def buffered_pieces(cupy: Any, gemm: Gemm) -> dict[str, Callable]:
             "relu_backward": relu_backward, "weight_update": weight_update}
 
 
-class GraphStep:
-    """(x, t, W, S) -> (W, S, loss): the step replayed from a CUDA graph.
+class GraphStep(CapturedStep):
+    """(x, t, W, S) -> (W, S, loss): the step replayed from a CUDA graph (``CapturedStep``).
 
-    A graph is captured for given x and t and for W and S the step did not return itself:
-    into copies of them, which are then updated in place at each replay, after one eager
-    step on scratch copies that compiles the kernels and makes the buffers. So only the W
-    and S a step returned are ever written over, and only when fed back, as ``OwnOutputs``
-    does for the other backends. The loss is copied out of the graph's buffer after each
-    replay, so that every step's loss stays its own (one small copy per step).
+    Each capture follows one eager step on scratch copies that compiles the kernels and makes
+    the buffers. The loss is copied out of the graph's buffer after each replay, so that every
+    step's loss stays its own (one small copy per step).
     """
 
     def __init__(self, cupy: Any, make_step: Callable, *, lr: float, dtype: str, tf32: bool):
@@ -144,7 +141,6 @@ class GraphStep:
         self._stream = cupy.cuda.Stream(non_blocking=True)
         self._gemm = Gemm(cupy, self._stream, dtype, tf32)
         self._lr = cupy.asarray(lr, dtype=dtype)
-        self._captured: dict | None = None
         #: Nodes of the captured graph (kernels and copies), once captured.
         self.nodes: int | None = None
 
@@ -165,19 +161,15 @@ class GraphStep:
             graph.upload(self._stream)
             self._stream.synchronize()
         self.nodes = _graph_nodes(graph)
-        return {"key": _key(x, t), "graph": graph, "pool": pool, "loss": loss, "W": W, "S": S}
+        return {"graph": graph, "pool": pool, "loss": loss, "W": W, "S": S}
 
-    def __call__(self, x, t, W, S):
-        c = self._captured
-        if c is None or c["key"] != _key(x, t) or W is not c["W"] or S is not c["S"]:
-            c = self._captured = None  # the old graph and its pool go first
-            c = self._captured = self._capture(x, t, W, S)
+    @staticmethod
+    def _key(x, t) -> tuple:
+        return (x.data.ptr, t.data.ptr, x.shape, t.shape, x.dtype)
+
+    def _replay(self, c: dict) -> tuple:
         c["graph"].launch()  # on the current stream, after what the caller queued there
         return c["W"], c["S"], c["loss"].copy()
-
-
-def _key(x, t) -> tuple:
-    return (x.data.ptr, t.data.ptr, x.shape, t.shape, x.dtype)
 
 
 def _graph_nodes(graph: Any) -> int | None:

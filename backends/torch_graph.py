@@ -3,27 +3,25 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from backends.base import CapturedStep
 from backends.torch_backend import TorchBackend, weight_update
 
 __all__ = ["TorchGraphBackend", "TorchGraphStep"]
 
 
-class TorchGraphStep:
-    """(x, t, W, S) -> (W, S, loss): the torch step replayed from a CUDA graph.
+class TorchGraphStep(CapturedStep):
+    """(x, t, W, S) -> (W, S, loss): the torch step replayed from a CUDA graph (``CapturedStep``).
 
-    A graph is captured for given x and t and for W and S the step did not return itself:
-    into clones of them, updated in place (``addmm_``) at each replay, after three eager
-    steps on scratch clones on a side stream (PyTorch's recipe), into PyTorch's private
-    graph memory pool. So only the W and S a step returned are written over, and only when
-    fed back. The loss is cloned out of the graph's buffer after each replay, so that every
-    step's loss stays its own.
+    Each capture, into PyTorch's private graph memory pool, follows three eager steps on
+    scratch clones on a side stream (PyTorch's recipe); W and S are updated in place
+    (``addmm_``). The loss is cloned out of the graph's buffer after each replay, so that
+    every step's loss stays its own.
     """
 
     def __init__(self, torch: Any, train_step: Callable, lr: float) -> None:
         self._torch = torch
         self._train_step = train_step
         self._lr = lr
-        self._captured: dict | None = None
 
     def _capture(self, x, t, W, S) -> dict:
         torch = self._torch
@@ -39,20 +37,16 @@ class TorchGraphStep:
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 _, _, loss = self._train_step(x, t, W, S, self._lr)
-        return {"key": _key(x, t), "graph": graph, "loss": loss, "W": W, "S": S}
+        return {"graph": graph, "loss": loss, "W": W, "S": S}
 
-    def __call__(self, x, t, W, S):
-        c = self._captured
-        if c is None or c["key"] != _key(x, t) or W is not c["W"] or S is not c["S"]:
-            c = self._captured = None  # the old graph and its pool go first
-            c = self._captured = self._capture(x, t, W, S)
+    @staticmethod
+    def _key(x, t) -> tuple:
+        return (x.data_ptr(), t.data_ptr(), tuple(x.shape), tuple(t.shape), x.dtype)
+
+    def _replay(self, c: dict) -> tuple:
         with self._torch.inference_mode():
             c["graph"].replay()
             return c["W"], c["S"], c["loss"].clone()
-
-
-def _key(x, t) -> tuple:
-    return (x.data_ptr(), t.data_ptr(), tuple(x.shape), tuple(t.shape), x.dtype)
 
 
 class TorchGraphBackend(TorchBackend):

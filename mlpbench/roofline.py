@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from kernels import step_flops
-from mlpbench.measure import time_blocks
+from mlpbench.measure import per_step, time_blocks, warm_up
 
 __all__ = ["BYTES_COUNTED", "DEVICE_KERNEL", "KERNEL", "attainable_gflops", "bandwidth_at",
            "cache_sizes", "default_sizes", "device_roofs", "intensity", "measure_bandwidth",
@@ -146,8 +146,7 @@ def measure_device_bandwidth(backend: Any, sizes: tuple[int, ...] = DEVICE_SIZES
         def synchronize() -> None:
             backend.synchronize(state["a"])
 
-        run(1)
-        synchronize()
+        warm_up(run, synchronize)
         blocks = time_blocks(run, synchronize, min_time=min_time, repeat=repeat)
         table.append({"working_set_bytes": 2 * nbytes,
                       "gb_per_s": 2 * nbytes * blocks.n / min(blocks.seconds) / 1e9})
@@ -171,10 +170,9 @@ def launch_floor(backend: Any, min_time: float = 0.05, repeat: int = 5) -> dict 
         return None
     floor = {}
     for name, run in launches.items():
-        run(1)
-        backend.synchronize()
+        warm_up(run, backend.synchronize)
         blocks = time_blocks(run, backend.synchronize, min_time=min_time, repeat=repeat)
-        floor[f"{name}_s"] = sorted(blocks.seconds)[len(blocks.seconds) // 2] / blocks.n
+        floor[f"{name}_s"] = per_step(blocks.seconds, blocks.n)["median"]
     return floor
 
 

@@ -221,23 +221,19 @@ cpu_scaling() {
     return $rc
 }
 
-# The GPU backends that can run here, space-separated; each one that cannot is said on stderr.
+# The GPU backends that can run here (of `mlpbench backends --json`, read from stdin),
+# space-separated; each one that cannot is said on stderr.
 available_gpu_backends() {
     # shellcheck disable=SC2086
-    "$PY" - $GPU_BACKENDS <<'EOF'
-import sys
-
-import backends
-
-usable = []
+    "$PY" -c '
+import json, sys
+listed = {b["name"]: b for b in json.load(sys.stdin)}
+usable = [n for n in sys.argv[1:] if listed.get(n, {}).get("available")]
 for name in sys.argv[1:]:
-    ok, why = backends.create(name).available()
-    if ok:
-        usable.append(name)
-    else:
+    if name not in usable:
+        why = listed.get(name, {}).get("reason") or "unknown backend"
         print(f"gpu-check: {name} cannot run here: {why}", file=sys.stderr)
-print(" ".join(usable))
-EOF
+print(" ".join(usable))' $GPU_BACKENDS
 }
 
 summary() {
@@ -277,7 +273,7 @@ main() {
     [ "$DRY_RUN" = 0 ] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi
     if [ "$DRY_RUN" = 0 ]; then
         local usable
-        usable=$(available_gpu_backends)
+        usable=$("$PY" -m mlpbench backends --json | available_gpu_backends)
         if [ "$usable" != "$GPU_BACKENDS" ]; then
             FAILED+=("GPU backends missing (only: ${usable:-none})")
             GPU_BACKENDS=$usable

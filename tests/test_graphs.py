@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import backends
+from backends.base import CapturedStep
 from helpers import ROOT
 from kernels import make_pieces, make_step
 from mlpbench import roofline
@@ -163,3 +164,41 @@ def test_jax_platforms_naming_a_missing_gpu_is_refused_before_work():
     assert train.returncode == 2 and train.stdout == ""
     assert train.stderr.strip().splitlines() == [
         train.stderr.strip()] and "JAX_PLATFORMS='cuda'" in train.stderr
+
+
+class NumpyReplay(CapturedStep):
+    """A stand-in for a graph step, on numpy: a capture copies W and S, a replay runs the
+    shared step on those copies in place. It tests ``CapturedStep``'s rules, not a GPU."""
+
+    def __init__(self) -> None:
+        self.captures = 0
+
+    @staticmethod
+    def _key(x, t):
+        return (id(x), id(t), x.shape, t.shape)
+
+    def _capture(self, x, t, W, S):
+        self.captures += 1
+        return {"x": x, "t": t, "W": W.copy(), "S": S.copy()}
+
+    def _replay(self, c):
+        W, S, loss = make_step(np).train_step(c["x"], c["t"], c["W"], c["S"], 1e-2)
+        c["W"][...], c["S"][...] = W, S
+        return c["W"], c["S"], loss
+
+
+def test_a_captured_step_writes_over_only_what_it_returned():
+    rng = np.random.default_rng(5)
+    x, t = rng.standard_normal((3, 7)), rng.standard_normal((3, 2))
+    W0, S0 = rng.standard_normal((7, 5)), rng.standard_normal((5, 2))
+    given = W0.copy()
+    step = NumpyReplay()
+    W1, S1, _ = step(x, t, W0, S0)
+    first = W1.copy()
+    W, S, _ = step(x, t, W1, S1)  # its own outputs, fed back: replayed in place
+    assert W is W1 and not np.array_equal(W1, first) and step.captures == 1
+    W2, _, _ = step(x, t, W0, S0)  # the caller's first arrays again: a new capture
+    assert step.captures == 2 and W2 is not W1
+    np.testing.assert_array_equal(W0, given)  # the caller's W as it was
+    np.testing.assert_array_equal(W2, first)  # same arrays in, same step out
+    assert not np.array_equal(W1, first)  # the earlier outputs were left alone
