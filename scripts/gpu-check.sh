@@ -2,7 +2,7 @@
 # The GPU half, run and measured on a machine with an NVIDIA GPU: every figure of docs/gpu.md.
 #
 # usage: scripts/gpu-check.sh [--wheels DIR] [--python PY] [--cuda 12|13] [--budget S]
-#                             [--dry-run | --summarize] OUTDIR
+#                             [--only STEP,...] [--dry-run | --summarize] OUTDIR
 #
 #   OUTDIR        where the log and the results are written (below)
 #   --wheels DIR  install missing Python packages from the wheels in DIR only (no network)
@@ -10,6 +10,8 @@
 #   --cuda 12|13  which CuPy to install from PyPI when cupy is missing (default 12)
 #   --budget S    seconds for all the steps together (default 540): a step gets at most what
 #                 is left, and a step with under 10 s left is skipped, saying so
+#   --only STEPS  run only these steps (comma-separated names, below); the others' results
+#                 in OUTDIR are kept, so a second run can redo the steps that failed
 #   --dry-run     print the steps and their limits instead of running them (no GPU needed)
 #   --summarize   only print the summary of OUTDIR's results (from an earlier run)
 #
@@ -51,6 +53,8 @@ BUDGET=540
 DRY_RUN=0
 SUMMARIZE=0
 OUTDIR=""
+ALL_STEPS="probe check pytest bench tf32 gate numpy scaling"
+ONLY=$ALL_STEPS
 GPU_BACKENDS="cupy cupy-graph torch torch-graph jax"
 CPU_THREADS="1 2 4 8 16"
 
@@ -62,6 +66,7 @@ while [ $# -gt 0 ]; do
         --python) [ $# -ge 2 ] || die "--python needs an interpreter"; PY=$2; shift 2 ;;
         --cuda) [ $# -ge 2 ] || die "--cuda needs 12 or 13"; CUDA_MAJOR=$2; shift 2 ;;
         --budget) [ $# -ge 2 ] || die "--budget needs seconds"; BUDGET=$2; shift 2 ;;
+        --only) [ $# -ge 2 ] || die "--only needs step names"; ONLY=${2//,/ }; shift 2 ;;
         --dry-run) DRY_RUN=1; shift ;;
         --summarize) SUMMARIZE=1; shift ;;
         -h|--help) sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -71,6 +76,10 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$OUTDIR" ] || die "usage: scripts/gpu-check.sh [--wheels DIR] [--python PY] [--cuda 12|13] [--budget S] [--dry-run | --summarize] OUTDIR"
 case $CUDA_MAJOR in 12|13) ;; *) die "--cuda must be 12 or 13, got '$CUDA_MAJOR'" ;; esac
+for s in $ONLY; do
+    case " $ALL_STEPS " in *" $s "*) ;; *) die "--only: no step '$s' (steps: ${ALL_STEPS// /,})" ;; esac
+done
+[ -n "${ONLY// /}" ] || die "--only needs step names"
 case $BUDGET in ''|*[!0-9]*|0) die "--budget must be a positive whole number of seconds, got '$BUDGET'" ;; esac
 if [ -n "$WHEELS" ]; then
     [ -d "$WHEELS" ] || die "--wheels: no folder '$WHEELS'"
@@ -94,6 +103,7 @@ START=$SECONDS
 step() {
     local name=$1 limit=$2 rc left
     shift 2
+    case " $ONLY " in *" $name "*) ;; *) echo; echo "=== $name: not asked for (--only)"; return 0 ;; esac
     left=$((BUDGET - (SECONDS - START)))
     [ "$left" -lt "$limit" ] && [ "$DRY_RUN" = 0 ] && limit=$left
     echo
@@ -281,9 +291,18 @@ main() {
         [ -n "$GPU_BACKENDS" ] || echo "gpu-check: no GPU backend can run here; the CPU steps only"
     fi
 
-    # never summarise an earlier run's results
-    rm -f "$OUTDIR"/gpu-probe.json "$OUTDIR"/gpu-bench*.json "$OUTDIR"/gate.jsonl \
-          "$OUTDIR"/cpu-numpy.json "$OUTDIR"/cpu-scaling.json
+    # never summarise an earlier run's results of a step run now
+    local name
+    for name in $ONLY; do
+        case $name in
+            probe) rm -f "$OUTDIR"/gpu-probe.json ;;
+            bench) rm -f "$OUTDIR"/gpu-bench.json ;;
+            tf32) rm -f "$OUTDIR"/gpu-bench-tf32.json ;;
+            gate) rm -f "$OUTDIR"/gate.jsonl ;;
+            numpy) rm -f "$OUTDIR"/cpu-numpy.json ;;
+            scaling) rm -f "$OUTDIR"/cpu-scaling.json ;;
+        esac
+    done
     # shellcheck disable=SC2086
     step "probe" 60 "$PY" "$REPO/scripts/gpu_probe.py" "$OUTDIR/gpu-probe.json" $GPU_BACKENDS
     # shellcheck disable=SC2086
@@ -325,5 +344,5 @@ if [ "$SUMMARIZE" = 1 ]; then
 fi
 export -f gate_trials cpu_scaling 2>/dev/null
 export REPO PY OUTDIR CPU_THREADS
-main 2>&1 | tee "$LOG"
+main 2>&1 | tee -a "$LOG"
 exit "${PIPESTATUS[0]}"
