@@ -74,7 +74,7 @@ def test_dry_run_lists_every_step_and_their_limits(tmp_path):
 def test_a_step_past_the_budget_is_skipped_saying_so(tmp_path):
     # The budget is checked before a step starts: with a 5 s budget spent, nothing runs.
     script = (f"source <(sed -n '/^step() {{/,/^}}/p' {SCRIPT}); BUDGET=5; START=$((SECONDS - 5)); "
-              "DRY_RUN=0; FAILED=(); step late 60 echo ran; echo \"rc=$? ${FAILED[*]}\"")
+              "DRY_RUN=0; ONLY=late; FAILED=(); step late 60 echo ran; echo \"rc=$? ${FAILED[*]}\"")
     proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
     assert "=== late: skipped, 0s of the 5s budget left" in proc.stdout
     assert "rc=1 late (skipped: out of time)" in proc.stdout
