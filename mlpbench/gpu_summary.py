@@ -216,6 +216,25 @@ def _scaling(doc: dict) -> list[str]:
     return lines
 
 
+def _merged(env: dict) -> dict:
+    """The environment with what its earlier runs (``bench --resume``) measured: each backend's
+    device roofs and library versions, and the GPU facts, the latest run's winning."""
+    merged: dict = {}
+    for run in [*env.get("earlier_runs", []), env]:
+        for key in ("device_roofs", "libraries"):
+            merged.setdefault(key, {}).update(run.get(key) or {})
+        for key, value in run.items():
+            if key not in ("device_roofs", "libraries", "earlier_runs", "finished"):
+                merged[key] = value if value is not None else merged.get(key)
+        if (run.get("gpu") or {}).get("compute_capability"):
+            merged["cuda_gpu"] = run["gpu"]
+    merged["gpu"] = merged.pop("cuda_gpu", merged.get("gpu"))
+    merged["finished"] = env.get("finished")
+    merged["started"] = next((r["started"] for r in env.get("earlier_runs", []) if r.get("started")),
+                             env.get("started"))
+    return merged
+
+
 def summarize(folder: Path) -> str:
     """The summary of what scripts/gpu-check.sh left in ``folder`` (UsageError: nothing there)."""
     lines: list[str] = []
@@ -223,6 +242,7 @@ def summarize(folder: Path) -> str:
     probe = json.loads(probe_path.read_text()) if probe_path.exists() else None
     if (folder / "gpu-bench.json").exists():
         doc = load_results(str(folder / "gpu-bench.json"))
+        doc["environment"] = _merged(doc["environment"])
         lines += _header(doc, probe) + _table(doc, probe) + _targets(doc)
         if (folder / "gpu-bench-tf32.json").exists():
             lines += _tf32(doc, load_results(str(folder / "gpu-bench-tf32.json")))

@@ -19,17 +19,23 @@
 #   probe     scripts/gpu_probe.py: versions, whether CuPy's own cuBLAS can be captured, the
 #             kernels and copies of one step of each GPU backend (CUPTI)        -> gpu-probe.json
 #   check     mlpbench check --backend cupy cupy-graph torch torch-graph jax (TF32 off)
-#   pytest    the contract and the GPU backends' tests, on the GPU
-#   bench     the GPU backends x batch 1,64,1024,4096 x hidden 100,1024,4096 x both dtypes,
-#             CUDA-event and wall-clock times, matmul peaks, device roofs  -> gpu-bench.json
+#   bench     the GPU backends but jax x batch 1,64,1024,4096 x hidden 100,1024,4096 x both
+#             dtypes, CUDA-event and wall-clock times, matmul peaks, device roofs -> gpu-bench.json
+#   jax       the same grid for jax, into the same file (--resume): XLA compiles and autotunes
+#             each shape, up to 10 s a point on an H200
 #   tf32      the same backends' float32 at batch and hidden 1024,4096, --allow-tf32
 #                                                                      -> gpu-bench-tf32.json
 #   gate      mlpbench regress on cupy in a scratch repository: identical code 3 times, a step
 #             10% slower (every 10th step run twice) 3 times              -> gate.jsonl
 #   numpy     numpy on the CPU, the quick grid, 1 thread (the reference)  -> cpu-numpy.json
-#   scaling   numpy, numba, torch, jax on the CPU at --threads 1,2,4,8,16, batch 64,1024 x
+#   scaling   numpy, numba, torch, jax on the CPU at --threads 1,16,4,2,8, batch 64,1024 x
 #             hidden 100,1024, both dtypes                                -> cpu-scaling.json
+#   pytest    the contract and the GPU backends' tests, on the GPU (last: CuPy compiles each
+#             kernel it has not cached with NVRTC, seconds apiece on a fresh machine)
 #   summary   python -m mlpbench.gpu_summary OUTDIR (also: --summarize)
+# The limits add up to more than one 10-minute call: on a lent machine, run it in two calls,
+# --only probe,check,bench,jax,tf32 and then --only gate,numpy,scaling,pytest; put both calls'
+# files in one folder and run --summarize on it.
 # All output goes to OUTDIR/gpu-check.log too.
 #
 # mlpbench runs from this source tree (PYTHONPATH), so the project itself is not installed.
@@ -53,10 +59,10 @@ BUDGET=540
 DRY_RUN=0
 SUMMARIZE=0
 OUTDIR=""
-ALL_STEPS="probe check pytest bench tf32 gate numpy scaling"
+ALL_STEPS="probe check bench jax tf32 gate numpy scaling pytest"
 ONLY=$ALL_STEPS
 GPU_BACKENDS="cupy cupy-graph torch torch-graph jax"
-CPU_THREADS="1 2 4 8 16"
+CPU_THREADS="1 16 4 2 8"  # the ends first: a run cut short still compares them
 
 die() { echo "gpu-check: error: $*" >&2; exit 2; }
 
@@ -103,7 +109,7 @@ START=$SECONDS
 step() {
     local name=$1 limit=$2 rc left
     shift 2
-    case " $ONLY " in *" $name "*) ;; *) echo; echo "=== $name: not asked for (--only)"; return 0 ;; esac
+    case " $ALL_STEPS " in *" $name "*) case " $ONLY " in *" $name "*) ;; *) echo; echo "=== $name: not asked for (--only)"; return 0 ;; esac ;; esac
     left=$((BUDGET - (SECONDS - START)))
     [ "$left" -lt "$limit" ] && [ "$DRY_RUN" = 0 ] && limit=$left
     echo
@@ -306,22 +312,31 @@ main() {
     # shellcheck disable=SC2086
     step "probe" 60 "$PY" "$REPO/scripts/gpu_probe.py" "$OUTDIR/gpu-probe.json" $GPU_BACKENDS
     # shellcheck disable=SC2086
-    step "check" 75 "$PY" -m mlpbench check --backend $GPU_BACKENDS
-    step "pytest" 90 "$PY" -m pytest -q -p no:cacheprovider -m "not slow" \
-        $(printf -- '--backend %s ' $GPU_BACKENDS) "$REPO/tests/test_backends_contract.py" \
-        "$REPO/tests/test_cupy.py" "$REPO/tests/test_graphs.py" "$REPO/tests/test_torch.py" \
-        "$REPO/tests/test_jax.py"
-    step "bench" 170 "$PY" -m mlpbench bench --backend "${GPU_BACKENDS// /,}" \
+    step "check" 60 "$PY" -m mlpbench check --backend $GPU_BACKENDS
+    # jax apart and last: XLA compiles (and autotunes) every shape anew, seconds per point
+    local eager=${GPU_BACKENDS//jax/}
+    eager=$(echo $eager)
+    step "bench" 120 "$PY" -m mlpbench bench --backend "${eager// /,}" \
         --batch-size 1,64,1024,4096 --hidden 100,1024,4096 --min-time 0.05 --repeat 3 \
         --timeout 60 --output "$OUTDIR/gpu-bench.json"
-    step "tf32" 45 "$PY" -m mlpbench bench --backend "${GPU_BACKENDS// /,}" --dtype float32 \
+    case " $GPU_BACKENDS " in
+        *" jax "*) step "jax" 200 "$PY" -m mlpbench bench --backend jax \
+            --batch-size 1,64,1024,4096 --hidden 100,1024,4096 --min-time 0.05 --repeat 3 \
+            --timeout 60 --output "$OUTDIR/gpu-bench.json" --resume ;;
+    esac
+    step "tf32" 60 "$PY" -m mlpbench bench --backend "${eager// /,}" --dtype float32 \
         --batch-size 1024,4096 --hidden 1024,4096 --min-time 0.05 --repeat 3 --timeout 60 \
         --allow-tf32 --output "$OUTDIR/gpu-bench-tf32.json"
-    step "gate" 140 bash -c gate_trials
-    step "numpy" 25 env CUDA_VISIBLE_DEVICES= "$PY" -m mlpbench bench --backend numpy --quick \
+    step "gate" 150 bash -c gate_trials
+    step "numpy" 15 env CUDA_VISIBLE_DEVICES= "$PY" -m mlpbench bench --backend numpy --quick \
         --threads 1 --output "$OUTDIR/cpu-numpy.json"
-    step "scaling" 170 bash -c cpu_scaling
+    step "scaling" 220 bash -c cpu_scaling
 
+    # faulthandler: a test that hangs shows where, in the log
+    step "pytest" 150 "$PY" -m pytest -q -rs -p no:cacheprovider -m "not slow" \
+        -o faulthandler_timeout=15 $(printf -- '--backend %s ' $GPU_BACKENDS) \
+        "$REPO/tests/test_backends_contract.py" "$REPO/tests/test_cupy.py" \
+        "$REPO/tests/test_graphs.py" "$REPO/tests/test_torch.py" "$REPO/tests/test_jax.py"
     rm -f "$OUTDIR"/*.lock  # the results files' locks: only the results come back
 
     echo; echo "=== summary"

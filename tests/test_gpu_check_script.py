@@ -30,7 +30,9 @@ def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     (("--cuda", "11", "out"), "--cuda must be 12 or 13, got '11'"),
     (("a", "b"), "one OUTDIR only"),
     (("--wheels", "/nonexistent/wheels", "out"), "--wheels: no folder"),
-], ids=["no-outdir", "unknown-option", "bad-cuda", "two-outdirs", "no-wheels-folder"])
+    (("--only", "bench,foo", "out"), "--only: no step 'foo'"),
+], ids=["no-outdir", "unknown-option", "bad-cuda", "two-outdirs", "no-wheels-folder",
+        "unknown-step"])
 def test_usage_errors_exit_2_with_one_line(args, message):
     proc = run(*args)
     assert proc.returncode == 2
@@ -59,14 +61,15 @@ def test_dry_run_lists_every_step_and_their_limits(tmp_path):
     assert proc.returncode == 0, proc.stderr
     steps = re.findall(r"^=== (.+?) \(limit (\d+)s\): (.*)$", proc.stdout, flags=re.M)
     names = [name for name, _, _ in steps]
-    assert names == ["probe", "check", "pytest", "bench", "tf32", "gate", "numpy", "scaling"]
+    assert names == ["probe", "check", "bench", "jax", "tf32", "gate", "numpy", "scaling", "pytest"]
     commands = {name: command.replace("\\", "") for name, _, command in steps}
     for backend in ("cupy", "cupy-graph", "torch", "torch-graph", "jax"):
         assert f"--backend {backend}" in commands["pytest"]
         assert backend in commands["check"].split()
-    for flag in ("--backend cupy,cupy-graph,torch,torch-graph,jax",
+    for flag in ("--backend cupy,cupy-graph,torch,torch-graph ",
                  "--batch-size 1,64,1024,4096", "--hidden 100,1024,4096"):
         assert flag in commands["bench"]
+    assert "--backend jax " in commands["jax"] and "--resume" in commands["jax"]
     assert "--allow-tf32" in commands["tf32"] and "--dtype float32" in commands["tf32"]
     assert "dry run finished; nothing was run" in proc.stdout
 
@@ -143,3 +146,26 @@ def test_summarize_without_results_fails(tmp_path):
     proc = run("--summarize", str(tmp_path))
     assert proc.returncode != 0
     assert "does not exist" in proc.stderr
+
+
+def test_summarize_a_resumed_bench_keeps_the_earlier_runs_roofs(tmp_path):
+    # gpu-check.sh benches jax apart, with --resume into the same file: the earlier run's
+    # device roofs and GPU facts must still reach the summary (made-up results).
+    roofs = {"bandwidth": [{"working_set_bytes": 2**31, "gb_per_s": 1700.0}],
+             "launch_floor": {"empty_kernel_s": 5e-6, "empty_graph_s": 2e-6}}
+    earlier = _doc([], device_roofs={"cupy": roofs})["environment"]
+    bench = _doc([_result("cupy", 64, 100, 3000.0, 0.01, launches_per_step=11),
+                  _result("jax", 64, 100, 15000.0, 0.02)],
+                 device_roofs={"jax": {"bandwidth": [], "launch_floor": None}},
+                 gpu={"name": "Test GPU", "driver": "13.0", "cuda": "13.0"},
+                 earlier_runs=[earlier], finished=None)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "gpu-bench.json").write_text(json.dumps(bench))
+    proc = run("--summarize", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "compute capability 9.0" in proc.stdout
+    assert "cupy: bandwidth 1,700 GB/s at 2,048 MiB; launch floor: empty kernel 5.0 µs" in proc.stdout
+    row = next(line.split() for line in proc.stdout.splitlines() if line.startswith("cupy "))
+    assert row[-2:] == ["11.0", "55.0"]  # 11 launches x 5 µs, from the earlier run's floor
+    assert "to None" in proc.stdout  # the resumed run did not finish: not the earlier one's end

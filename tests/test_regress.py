@@ -588,3 +588,23 @@ def test_real_dependency_change_runs_each_side_in_its_own_environment(history, t
     assert f"numpy=={other}" in sides["head"]["packages"]
     assert regex.search(rf"head: python \S+ \(.*environments/\w+/bin/python\); .*numpy {other}",
                         done.stdout)
+
+
+def test_workers_import_what_the_users_pythonpath_holds(tmp_path, monkeypatch):
+    """A package reachable only through the user's PYTHONPATH (wheels unpacked into a folder,
+    as on a machine without pip) imports in the gate's workers; the snapshot still comes first."""
+    from mlpbench.gate import runner
+
+    site, tree = tmp_path / "site", tmp_path / "tree"
+    (site / "only_here").mkdir(parents=True)
+    (site / "only_here" / "__init__.py").write_text("WHERE = 'site'\n")
+    (tree / "only_here").mkdir(parents=True)
+    (tree / "only_here" / "__init__.py").write_text("WHERE = 'tree'\n")
+    (site / "beside").mkdir()
+    (site / "beside" / "__init__.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    env = runner._environment(tree, SETTINGS)
+    done = subprocess.run([sys.executable, "-c", "import beside, only_here; print(only_here.WHERE)"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "tree"

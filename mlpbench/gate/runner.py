@@ -98,10 +98,12 @@ def plan(backends: list[str], grid_name: str, bench: str | None) -> list[Point]:
 
 
 def _environment(tree: Path, options: Settings) -> dict[str, str]:
-    """A worker's environment: one thread, the allocator's settings, the snapshot to import."""
+    """A worker's environment: one thread, the allocator's settings, the snapshot to import
+    first, then whatever the user's PYTHONPATH held (packages installed there, say)."""
     env = common.pinned_environment(options.threads, os.environ)
     env.update(options.allocator)
-    env["PYTHONPATH"] = str(tree)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(tree)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     return env
 
 
