@@ -333,7 +333,7 @@ main() {
     step "scaling" 220 bash -c cpu_scaling
 
     # faulthandler: a test that hangs shows where, in the log
-    step "pytest" 150 "$PY" -m pytest -q -rs -p no:cacheprovider -m "not slow" \
+    step "pytest" 150 "$PY" -m pytest -q -rs -p no:cacheprovider -m "not slow" -n 0 \
         -o faulthandler_timeout=15 $(printf -- '--backend %s ' $GPU_BACKENDS) \
         "$REPO/tests/test_backends_contract.py" "$REPO/tests/test_cupy.py" \
         "$REPO/tests/test_graphs.py" "$REPO/tests/test_torch.py" "$REPO/tests/test_jax.py"

@@ -16,7 +16,7 @@ def test_ci_runs_the_readmes_test_command_exactly_then_the_slow_tests():
     lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     command = readme_test_command()
     assert command.endswith(".venv/bin/python -m pytest") and command in lines
-    assert lines.index(".venv/bin/python -m pytest -m slow") > lines.index(command)
+    assert lines.index(".venv/bin/python -m pytest -m slow -n 0") > lines.index(command)
 
 
 def test_the_workflow_runs_ci_run_and_nothing_else():

@@ -153,7 +153,9 @@ def _fresh_process(cache_dir: Path, blas: str) -> dict:
 
 
 @uses_numba
-@pytest.mark.parametrize("blas", ["matmul", "scipy", "mkl", "aocl"])
+# One library in the fast tests; the others compile the same way, in CI's slow run (20 s each).
+@pytest.mark.parametrize("blas", ["scipy", *(pytest.param(b, marks=pytest.mark.slow)
+                                             for b in ("matmul", "mkl", "aocl"))])
 def test_second_process_loads_the_step_from_the_cache(tmp_path, blas):
     if blas in ("mkl", "aocl"):
         need(blas)

@@ -134,6 +134,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow  # a real first compile of numba's step: 12 s
 @pytest.mark.uses_backend("numba")
 def test_a_timeout_during_numbas_first_compile_is_a_clean_timeout(tmp_path):
     """Issue 15, item 1: the SIGALRM handler once raised inside Numba's callbacks (segfaults,
