@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlpbench.errors import UsageError
-from mlpbench.gate.environments import plan
+from mlpbench.gate.environments import plan, plans_if_they_differ
 
 NUMPY = metadata.version("numpy")
 
@@ -98,3 +98,20 @@ def test_a_built_environment_is_kept_and_a_half_built_one_rebuilt(tmp_path, monk
 
 class _Done:
     returncode, stdout, stderr = 0, "numpy==2.0\n", ""
+
+
+def test_only_what_the_gated_backends_use_makes_the_sides_differ(tmp_path):
+    """A change to an extra no gated backend uses (a test runner, say) builds nothing: CI's
+    gate built an environment of the same key for both sides before this was asked once."""
+    base = tree(tmp_path, "base", '"numpy>=1.26"')
+    head = tmp_path / "head"
+    head.mkdir()
+    (head / "pyproject.toml").write_text(
+        PYPROJECT.format(core='"numpy>=1.26"') + 'test = ["pytest>=7.4", "pytest-xdist>=3.5"]\n')
+    assert plans_if_they_differ({"base": base, "head": head}, ["numpy", "numba"]) is None
+    bumped = tree(tmp_path, "bumped", '"numpy>=2.0"')
+    plans = plans_if_they_differ({"base": base, "head": bumped}, ["numpy"])
+    assert plans and plans["base"]["key"] != plans["head"]["key"]
+    assert plans["head"]["requirements"] == ["numpy>=2.0"]
+    # A side that cannot tell (no pyproject.toml) is not known to differ.
+    assert plans_if_they_differ({"base": base, "head": tmp_path}, ["numpy"]) is None

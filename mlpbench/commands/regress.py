@@ -153,8 +153,12 @@ def run(args: argparse.Namespace) -> int:
                          "two environments)")
     trees = {"base": commits.snapshot(root, base), "head": commits.snapshot(root, head)}
     packages: dict[str, list[str]] = {}
-    if not pythons and commits.dependencies_differ(root, base, head):
-        pythons, packages = _own_environments(trees, names)
+    if not pythons:
+        from mlpbench.gate import environments
+
+        plans = environments.plans_if_they_differ(trees, names)
+        if plans:
+            pythons, packages = _own_environments(plans)
     try:
         return _gate(args, root, {"base": base, "head": head}, trees, options, names, skipped,
                      output, markdown, pythons, packages)
@@ -230,13 +234,11 @@ def _gate(args, root: Path, shas: dict[str, str], trees: dict[str, Path], option
     return PASS
 
 
-def _own_environments(trees: dict[str, Path], names: list[str]
-                      ) -> tuple[dict[str, str], dict[str, list[str]]]:
+def _own_environments(plans: dict) -> tuple[dict[str, str], dict[str, list[str]]]:
     """Each side's interpreter in an environment built from its commit's declared
     dependencies (kept between runs), and its ``pip freeze``."""
     from mlpbench.gate import environments
 
-    plans = {side: environments.plan(trees[side], names) for side in runner.SIDES}
     print("mlpbench regress: the two commits declare different dependencies: each side runs in "
           "an environment built from its own (" + ", ".join(
               f"{side} {plans[side]['key']}" for side in runner.SIDES) + ")", flush=True)

@@ -16,7 +16,7 @@ from mlpbench import files
 from mlpbench.errors import UsageError
 from mlpbench.gitinfo import git
 
-__all__ = ["cache_dir", "dependencies_differ", "prune", "snapshot"]
+__all__ = ["cache_dir", "prune", "snapshot"]
 
 #: A snapshot's folder (a commit's hash, SHA-1 or SHA-256), and a partial one: an extraction
 #: under way, or a snapshot being removed (see ``snapshot`` and ``prune``).
@@ -113,21 +113,3 @@ def _remove(entry: Path, mtime: float) -> bool:
     return True
 
 
-def _dependencies(root: Path, commit: str) -> object:
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10: not compared
-        return None
-    done = git(root, "show", f"{commit}:pyproject.toml")
-    try:
-        project = tomllib.loads(done.stdout).get("project", {})
-    except tomllib.TOMLDecodeError:
-        return None
-    return project.get("dependencies"), project.get("optional-dependencies")
-
-
-def dependencies_differ(root: Path, base: str, head: str) -> bool:
-    """Whether the two commits' pyproject.toml ask for different dependencies (False where
-    either cannot be read: nothing is known to differ)."""
-    base_deps, head_deps = _dependencies(root, base), _dependencies(root, head)
-    return None not in (base_deps, head_deps) and base_deps != head_deps

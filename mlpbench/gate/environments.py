@@ -25,7 +25,7 @@ from typing import Callable
 from mlpbench.errors import UsageError
 from mlpbench.gate import commits
 
-__all__ = ["BUILD_TIMEOUT_S", "Plan", "build", "plan"]
+__all__ = ["BUILD_TIMEOUT_S", "Plan", "build", "plan", "plans_if_they_differ"]
 
 #: Seconds one environment may take to build (pip, from the package index or its cache).
 BUILD_TIMEOUT_S = 1800.0
@@ -112,6 +112,22 @@ def plan(tree: Path, backends: list[str]) -> Plan:
     key = hashlib.sha256(json.dumps({"python": sys.version, "requirements": requirements,
                                      "constraints": constraints}).encode()).hexdigest()[:16]
     return Plan(requirements=requirements, constraints=constraints, key=key)
+
+
+def plans_if_they_differ(trees: dict[str, Path], backends: list[str]) -> dict[str, Plan] | None:
+    """Each side's plan when the commits' requirements for ``backends`` differ, else None: a
+    change to what the gated backends do not use (a test or plotting extra) builds nothing.
+    None too where a side's pyproject.toml cannot be read, or Python has no tomllib (3.10):
+    nothing is known to differ."""
+    try:
+        import tomllib  # noqa: F401
+    except ImportError:
+        return None
+    try:
+        plans = {side: plan(tree, backends) for side, tree in trees.items()}
+    except UsageError:
+        return None
+    return plans if len({tuple(p["requirements"]) for p in plans.values()}) > 1 else None
 
 
 def _pip(python: Path, args: list[str], timeout: float) -> None:
