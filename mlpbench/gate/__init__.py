@@ -32,6 +32,12 @@ class Settings:
     #: Side-by-side sample pairs per point and process pair, after the warm-up pairs.
     sample_pairs: int = 60
     warmup_pairs: int = 8
+    #: Placements of the point's arrays per process pair: both workers copy them to fresh
+    #: memory at the same samples, evenly spread (60: before every sample). Where the arrays
+    #: land moves numba's batch-1 float64 step between 35 and 42 µs (8 placements in each of 5
+    #: processes, AMD EPYC Zen 2, 2026-12-04; docs/gate.md), which one placement per process
+    #: made a process-level effect.
+    placements: int = 60
     #: Seconds of back-to-back steps in one sample, and at least this many steps: a cost that
     #: comes every few steps (a collection, a cache flush, the allocator's bookkeeping) then
     #: falls in every sample, and the median of the pairs compares the average step.

@@ -201,11 +201,12 @@ class Workers:
         for side, reply in prepared.items():
             if reply.get("blas"):
                 point.blas[side] = reply["blas"]
-        request = {"op": "sample", "steps": point.steps}
         times: dict[str, list[float]] = {side: [] for side in SIDES}
         for i in range(o.warmup_pairs + o.sample_pairs):
             order = list(SIDES)
             rng.shuffle(order)
+            request = {"op": "sample", "steps": point.steps,
+                       "replace": replaces_before(i - o.warmup_pairs, o)}
             for side in order:
                 seconds = self.request(side, request, o.sample_timeout_s)["seconds"]
                 if i >= o.warmup_pairs:
@@ -215,6 +216,14 @@ class Workers:
         effect = stats.process_pair_effect(times["base"], times["head"])
         point.effects.append(effect)
         return effect
+
+
+def replaces_before(sample: int, options: Settings) -> bool:
+    """Whether both workers place the arrays afresh before sample number ``sample`` (0 the
+    first after the warm-up pairs): ``options.placements`` placements, evenly spread."""
+    every = max(1, options.sample_pairs // max(1, options.placements))
+    return 0 < sample < options.sample_pairs and sample % every == 0 \
+        and sample // every < options.placements
 
 
 def _decide(points: list[Point], options: Settings) -> None:

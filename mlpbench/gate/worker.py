@@ -11,8 +11,10 @@ request, so the parent can start base and head side by side. Requests:
 - ``{"op": "prepare", "point", "lr", "seed", "threads", "probe_s"}``: the point's arrays
   and step, warmed up; ``step_s``, one step's seconds, measured for about ``probe_s``, and
   ``blas``, what the backend's ``describe`` says its step ran on, where it says;
-- ``{"op": "sample", "steps"}``: ``seconds`` of that many back-to-back steps, ended by the
-  backend's synchronize on the last step's outputs;
+- ``{"op": "sample", "steps", "replace"}``: ``seconds`` of that many back-to-back steps, ended
+  by the backend's synchronize on the last step's outputs; with ``replace`` true, first (and
+  untimed) the point's arrays are copied to fresh memory, the last few placements kept alive
+  so that the allocator cannot hand the same memory back;
 - ``{"op": "pieces", "point", "lr", "seed", "threads"}``: the point's pieces, warmed up, as
   the commit's ``Backend.prepare_pieces`` gives them; ``piece_s``, each one call's seconds;
 - ``{"op": "piece_sample", "piece", "calls"}``: ``seconds`` of that many calls of a piece.
@@ -32,6 +34,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+#: Earlier placements of a point's arrays kept alive: a freed block of the same size would
+#: come straight back from the allocator, at the same place.
+KEPT_PLACEMENTS = 3
 # The script's own folder is sys.path[0]: drop it, so nothing there shadows the snapshot.
 sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != HERE]
 
@@ -222,7 +227,21 @@ class GateWorker:
         """Seconds of ``steps`` steps, each step's W and S feeding the next, synchronised."""
         return _load("measure").timed(self.point.run, self.point.synchronize, steps)[0]
 
+    def replace(self, steps: int) -> None:
+        """The point's x, t, W and S copied to fresh memory (values unchanged), then a few
+        untimed steps on them (at most ``steps``): the new pages faulted in, the caches warm."""
+        import numpy as np
+
+        chain, backend = self.point, self.backend
+        old = (chain.x, chain.t, chain.W, chain.S)
+        self._placed = (getattr(self, "_placed", []) + [old])[-KEPT_PLACEMENTS:]
+        chain.x, chain.t, chain.W, chain.S = (
+            backend.asarray(np.array(backend.to_numpy(a), copy=True)) for a in old)
+        self.run(min(steps, 3))
+
     def op_sample(self, request: dict) -> dict:
+        if request.get("replace"):
+            self.replace(request["steps"])
         return {"seconds": self.run(request["steps"])}
 
 
