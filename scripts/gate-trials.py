@@ -4,7 +4,7 @@
 Copies the working tree (tracked files and untracked ones git does not ignore) into a scratch
 git repository and commits, from the same base: the identical tree, and trees whose step is
 slower by a known fraction of its own time, injected into numba's backend
-(``backends/numba/backend.py``: every k-th step runs the compiled step once more) or into the
+(``backends/numba/backend.py``: every k-th step runs the prepared step once more) or into the
 shared step as numpy runs it (``kernels/step.py``: every k-th call of the plain-Python
 ``train_step`` computes the step once more), k = 1 / fraction. Then it runs
 ``mlpbench regress`` with CI's settings (the defaults) between base and each head, and appends
@@ -33,14 +33,22 @@ ROOT = Path(__file__).resolve().parent.parent
 #: them) the gate keeps between runs.
 DATES = {"GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
 
-NUMBA_RUN = "        def run(x, t, W, S):\n"
+NUMBA_RUN = ("    def prepare(self, make_step: Callable, *, lr: float, dtype: str) -> "
+             "PreparedStep:\n")
+# Around whatever prepare returns: one BLAS or a pick between two (AOCL or MKL installed).
 NUMBA_SLOWER = """\
-        calls = [0]
+    def prepare(self, make_step, *, lr, dtype):  # injected by scripts/gate-trials.py
+        step, calls = self._prepare_as_committed(make_step, lr=lr, dtype=dtype), [0]
 
-        def run(x, t, W, S):
+        def slower(x, t, W, S):
             calls[0] += 1
-            if calls[0] % {every} == 0:  # injected by scripts/gate-trials.py
-                train_step(x, t, W, S, lr_)
+            if calls[0] % {every} == 0:
+                W, S, _ = step(x, t, W, S)
+            return step(x, t, W, S)
+
+        return slower
+
+    def _prepare_as_committed(self, make_step: Callable, *, lr: float, dtype: str) -> PreparedStep:
 """
 STEP_RETURN = "    return Step(jit(gradients), jit(train_step))\n"
 STEP_SLOWER = """\
