@@ -80,7 +80,7 @@ while [ $# -gt 0 ]; do
         *) [ -z "$OUTDIR" ] || die "one OUTDIR only, got '$OUTDIR' and '$1'"; OUTDIR=$1; shift ;;
     esac
 done
-[ -n "$OUTDIR" ] || die "usage: scripts/gpu-check.sh [--wheels DIR] [--python PY] [--cuda 12|13] [--budget S] [--dry-run | --summarize] OUTDIR"
+[ -n "$OUTDIR" ] || die "usage: scripts/gpu-check.sh [--wheels DIR] [--python PY] [--cuda 12|13] [--budget S] [--only STEP,...] [--dry-run | --summarize] OUTDIR"
 case $CUDA_MAJOR in 12|13) ;; *) die "--cuda must be 12 or 13, got '$CUDA_MAJOR'" ;; esac
 for s in $ONLY; do
     case " $ALL_STEPS " in *" $s "*) ;; *) die "--only: no step '$s' (steps: ${ALL_STEPS// /,})" ;; esac
@@ -313,10 +313,11 @@ main() {
     step "probe" 60 "$PY" "$REPO/scripts/gpu_probe.py" "$OUTDIR/gpu-probe.json" $GPU_BACKENDS
     # shellcheck disable=SC2086
     step "check" 60 "$PY" -m mlpbench check --backend $GPU_BACKENDS
-    # jax apart and last: XLA compiles (and autotunes) every shape anew, seconds per point
+    # jax apart, after the others: XLA compiles (and autotunes) every shape anew, seconds a point
     local eager=${GPU_BACKENDS//jax/}
     eager=$(echo $eager)
-    step "bench" 120 "$PY" -m mlpbench bench --backend "${eager// /,}" \
+    [ -n "$eager" ] && \
+        step "bench" 120 "$PY" -m mlpbench bench --backend "${eager// /,}" \
         --batch-size 1,64,1024,4096 --hidden 100,1024,4096 --min-time 0.05 --repeat 3 \
         --timeout 60 --output "$OUTDIR/gpu-bench.json"
     case " $GPU_BACKENDS " in
@@ -324,7 +325,8 @@ main() {
             --batch-size 1,64,1024,4096 --hidden 100,1024,4096 --min-time 0.05 --repeat 3 \
             --timeout 60 --output "$OUTDIR/gpu-bench.json" --resume ;;
     esac
-    step "tf32" 60 "$PY" -m mlpbench bench --backend "${eager// /,}" --dtype float32 \
+    [ -n "$eager" ] && \
+        step "tf32" 60 "$PY" -m mlpbench bench --backend "${eager// /,}" --dtype float32 \
         --batch-size 1024,4096 --hidden 1024,4096 --min-time 0.05 --repeat 3 --timeout 60 \
         --allow-tf32 --output "$OUTDIR/gpu-bench-tf32.json"
     step "gate" 150 bash -c gate_trials
