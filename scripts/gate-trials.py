@@ -135,8 +135,10 @@ def run_trials(args: argparse.Namespace) -> int:
                 measured = json.loads(report.read_text())
                 report.unlink()
                 record["gate_s"] = measured["elapsed_s"]
-                record["points"] = [{k: p[k] for k in ("name", "verdict", "ratio",
-                                                       "ratio_interval", "process_pairs")}
+                record["min_effect"] = measured["settings"]["min_effect"]
+                record["points"] = [{k: p.get(k) for k in ("name", "verdict", "ratio",
+                                                           "ratio_interval", "process_pairs",
+                                                           "min_detectable_effect")}
                                     for p in measured["points"]]
             else:
                 record["error"] = (done.stderr.strip().splitlines() or ["?"])[-1]
@@ -151,27 +153,45 @@ def run_trials(args: argparse.Namespace) -> int:
 
 
 def table(args: argparse.Namespace) -> int:
-    """The results as a markdown table: per trial, runs failed (exit 1), errors, wall time."""
+    """The results as a markdown table: per trial and minimum effect, runs failed (exit 1),
+    errors, points slower and undecided, the ratios, the detectable effects and wall time."""
     records = [json.loads(line) for line in open(args.results) if line.strip()]
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault((r["trial"], r["fraction"]), []).append(r)
-    print("| head | gated | runs | exit 1 (slower) | exit 2 | points slower | points inconclusive "
-          "| measured ratio, median (range) | time, median (max) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for (trial, fraction), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+        groups.setdefault((r["trial"], r["fraction"], r.get("min_effect")), []).append(r)
+    print("| head | gated | min effect | runs | exit 1 (slower) | exit 2 | points slower "
+          "| points inconclusive | measured ratio, median (range) | detects, median (max) "
+          "| time, median (max) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for (trial, fraction, effect), runs in sorted(
+            groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2] or 0)):
         what = "identical code" if trial == "identical" else f"{trial} {fraction:.0%} slower"
         gated = "default coverage" if trial == "identical" else f"--backend {trial}"
         walls = sorted(r["wall_s"] for r in runs)
         points = [p for r in runs for p in r.get("points", [])]
         ratios = sorted(p["ratio"] for p in points if p["ratio"] is not None)
+        detects = sorted(p["min_detectable_effect"] for p in points
+                         if p.get("min_detectable_effect") is not None)
         count = {v: sum(p["verdict"] == v for p in points) for v in ("slower", "inconclusive")}
-        print(f"| {what} | {gated} | {len(runs)} | {sum(r['status'] == 1 for r in runs)} "
+        print(f"| {what} | {gated} | {'-' if effect is None else f'{effect:.0%}'} | {len(runs)} "
+              f"| {sum(r['status'] == 1 for r in runs)} "
               f"| {sum(r['status'] == 2 for r in runs)} | {count['slower']} of {len(points)} "
               f"| {count['inconclusive']} of {len(points)} "
-              f"| {ratios[len(ratios) // 2]:.3f} ({ratios[0]:.3f}-{ratios[-1]:.3f}) "
+              f"| {_spread(ratios, '.3f')} "
+              f"| {_spread([100 * d for d in detects], '.1f', '%', median_max=True)} "
               f"| {walls[len(walls) // 2]:.0f} s ({walls[-1]:.0f} s) |")
     return 0
+
+
+def _spread(values: list[float], spec: str, unit: str = "", median_max: bool = False) -> str:
+    """"median (lowest-highest)", or "median (highest)"; "-" when there are none."""
+    if not values:
+        return "-"
+    values = sorted(values)
+    middle = f"{values[len(values) // 2]:{spec}}{unit}"
+    if median_max:
+        return f"{middle} ({values[-1]:{spec}}{unit})"
+    return f"{middle} ({values[0]:{spec}}-{values[-1]:{spec}}{unit})"
 
 
 def main() -> int:
