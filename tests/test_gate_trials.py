@@ -51,3 +51,36 @@ def test_the_numba_slowdown_wraps_whatever_prepare_returns(monkeypatch):
     for _ in range(20):
         step(None, None, "W", "S")
     assert len(calls) == 22
+
+
+def test_the_table_counts_each_trial_per_minimum_effect(tmp_path, capsys):
+    """One row per trial, slowdown and minimum effect: runs at another minimum effect are
+    another row, not mixed into the counts; runs from before it was recorded show "-"."""
+    import argparse
+    import json
+
+    def run(status, effect, verdicts, wall):
+        record = {"trial": "numba", "fraction": 0.05, "status": status, "wall_s": wall,
+                  "points": [{"name": f"numba p{i}", "verdict": v, "ratio": 1.04 + i / 100,
+                              "ratio_interval": [1.0, 1.1], "process_pairs": 5,
+                              "min_detectable_effect": 0.04 + i / 100}
+                             for i, v in enumerate(verdicts)]}
+        if effect is not None:
+            record["min_effect"] = effect
+        return json.dumps(record)
+
+    results = tmp_path / "t.jsonl"
+    results.write_text("\n".join([run(1, 0.03, ["slower", "slower"], 60.0),
+                                  run(0, 0.03, ["slower", "inconclusive"], 80.0),
+                                  run(1, 0.03, ["slower", "pass"], 70.0),
+                                  run(0, 0.05, ["inconclusive", "pass"], 100.0),
+                                  run(0, None, ["pass", "pass"], 90.0)]) + "\n")
+    _script().table(argparse.Namespace(results=results))
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| numba")]
+    assert rows == [
+        "| numba 5% slower | --backend numba | - | 1 | 0 | 0 | 0 of 2 | 0 of 2 "
+        "| 1.050 (1.040-1.050) | 5.0% (5.0%) | 90 s (90 s) |",
+        "| numba 5% slower | --backend numba | 3% | 3 | 2 | 0 | 4 of 6 | 1 of 6 "
+        "| 1.050 (1.040-1.050) | 5.0% (5.0%) | 70 s (80 s) |",
+        "| numba 5% slower | --backend numba | 5% | 1 | 0 | 0 | 0 of 2 | 1 of 2 "
+        "| 1.050 (1.040-1.050) | 5.0% (5.0%) | 100 s (100 s) |"]

@@ -123,6 +123,7 @@ class GateWorker:
         self.point = None
         self._threads = contextlib.ExitStack()
         self._threaded = False
+        self._placed: list[tuple] = []  # the last placements, kept allocated (replace)
         try:
             import backends
 
@@ -234,7 +235,7 @@ class GateWorker:
 
         chain, backend = self.point, self.backend
         old = (chain.x, chain.t, chain.W, chain.S)
-        self._placed = (getattr(self, "_placed", []) + [old])[-KEPT_PLACEMENTS:]
+        self._placed = (self._placed + [old])[-KEPT_PLACEMENTS:]
         chain.x, chain.t, chain.W, chain.S = (
             backend.asarray(np.array(backend.to_numpy(a), copy=True)) for a in old)
         self.run(min(steps, 3))
