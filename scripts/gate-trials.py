@@ -160,9 +160,9 @@ def table(args: argparse.Namespace) -> int:
     for r in records:
         groups.setdefault((r["trial"], r["fraction"], r.get("min_effect")), []).append(r)
     print("| head | gated | min effect | runs | exit 1 (slower) | exit 2 | points slower "
-          "| points inconclusive | measured ratio, median (range) | detects, median (max) "
-          "| time, median (max) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| points inconclusive | least caught point | measured ratio, median (range) "
+          "| detects, median (max) | time, median (max) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (trial, fraction, effect), runs in sorted(
             groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2] or 0)):
         what = "identical code" if trial == "identical" else f"{trial} {fraction:.0%} slower"
@@ -173,10 +173,16 @@ def table(args: argparse.Namespace) -> int:
         detects = sorted(p["min_detectable_effect"] for p in points
                          if p.get("min_detectable_effect") is not None)
         count = {v: sum(p["verdict"] == v for p in points) for v in ("slower", "inconclusive")}
+        caught: dict[str, int] = {}  # per point, the runs that found it slower
+        for p in points:
+            caught[p["name"]] = caught.get(p["name"], 0) + (p["verdict"] == "slower")
+        least = "-" if trial == "identical" or not caught else (
+            "{1}: {0} of {2}".format(*min((n, name, sum(p["name"] == name for p in points))
+                                          for name, n in caught.items())))
         print(f"| {what} | {gated} | {'-' if effect is None else f'{effect:.0%}'} | {len(runs)} "
               f"| {sum(r['status'] == 1 for r in runs)} "
               f"| {sum(r['status'] == 2 for r in runs)} | {count['slower']} of {len(points)} "
-              f"| {count['inconclusive']} of {len(points)} "
+              f"| {count['inconclusive']} of {len(points)} | {least} "
               f"| {_spread(ratios, '.3f')} "
               f"| {_spread([100 * d for d in detects], '.1f', '%', median_max=True)} "
               f"| {walls[len(walls) // 2]:.0f} s ({walls[-1]:.0f} s) |")

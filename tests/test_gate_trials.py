@@ -55,7 +55,8 @@ def test_the_numba_slowdown_wraps_whatever_prepare_returns(monkeypatch):
 
 def test_the_table_counts_each_trial_per_minimum_effect(tmp_path, capsys):
     """One row per trial, slowdown and minimum effect: runs at another minimum effect are
-    another row, not mixed into the counts; runs from before it was recorded show "-"."""
+    another row, not mixed into the counts; runs from before it was recorded show "-". The
+    point caught least often is named with its count."""
     import argparse
     import json
 
@@ -78,9 +79,9 @@ def test_the_table_counts_each_trial_per_minimum_effect(tmp_path, capsys):
     _script().table(argparse.Namespace(results=results))
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| numba")]
     assert rows == [
-        "| numba 5% slower | --backend numba | - | 1 | 0 | 0 | 0 of 2 | 0 of 2 "
+        "| numba 5% slower | --backend numba | - | 1 | 0 | 0 | 0 of 2 | 0 of 2 | numba p0: 0 of 1 "
         "| 1.050 (1.040-1.050) | 5.0% (5.0%) | 90 s (90 s) |",
-        "| numba 5% slower | --backend numba | 3% | 3 | 2 | 0 | 4 of 6 | 1 of 6 "
+        "| numba 5% slower | --backend numba | 3% | 3 | 2 | 0 | 4 of 6 | 1 of 6 | numba p1: 1 of 3 "
         "| 1.050 (1.040-1.050) | 5.0% (5.0%) | 70 s (80 s) |",
-        "| numba 5% slower | --backend numba | 5% | 1 | 0 | 0 | 0 of 2 | 1 of 2 "
+        "| numba 5% slower | --backend numba | 5% | 1 | 0 | 0 | 0 of 2 | 1 of 2 | numba p0: 0 of 1 "
         "| 1.050 (1.040-1.050) | 5.0% (5.0%) | 100 s (100 s) |"]
