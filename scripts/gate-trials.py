@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,25 +168,23 @@ def table(args: argparse.Namespace) -> int:
             groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2] or 0)):
         what = "identical code" if trial == "identical" else f"{trial} {fraction:.0%} slower"
         gated = "default coverage" if trial == "identical" else f"--backend {trial}"
-        walls = sorted(r["wall_s"] for r in runs)
+        walls = [r["wall_s"] for r in runs]
         points = [p for r in runs for p in r.get("points", [])]
         ratios = sorted(p["ratio"] for p in points if p["ratio"] is not None)
         detects = sorted(p["min_detectable_effect"] for p in points
                          if p.get("min_detectable_effect") is not None)
         count = {v: sum(p["verdict"] == v for p in points) for v in ("slower", "inconclusive")}
-        caught: dict[str, int] = {}  # per point, the runs that found it slower
-        for p in points:
-            caught[p["name"]] = caught.get(p["name"], 0) + (p["verdict"] == "slower")
-        least = "-" if trial == "identical" or not caught else (
-            "{1}: {0} of {2}".format(*min((n, name, sum(p["name"] == name for p in points))
-                                          for name, n in caught.items())))
+        seen = Counter(p["name"] for p in points)
+        caught = Counter(p["name"] for p in points if p["verdict"] == "slower")
+        least = "-" if trial == "identical" or not seen else (
+            "{1}: {0} of {2}".format(*min((caught[name], name, n) for name, n in seen.items())))
         print(f"| {what} | {gated} | {'-' if effect is None else f'{effect:.0%}'} | {len(runs)} "
               f"| {sum(r['status'] == 1 for r in runs)} "
               f"| {sum(r['status'] == 2 for r in runs)} | {count['slower']} of {len(points)} "
               f"| {count['inconclusive']} of {len(points)} | {least} "
               f"| {_spread(ratios, '.3f')} "
               f"| {_spread([100 * d for d in detects], '.1f', '%', median_max=True)} "
-              f"| {walls[len(walls) // 2]:.0f} s ({walls[-1]:.0f} s) |")
+              f"| {_spread(walls, '.0f', ' s', median_max=True)} |")
     return 0
 
 
